@@ -1,0 +1,347 @@
+//! The run configuration: one TOML file with `[model]`, `[train]` and `[data]` tables.
+//!
+//! Every table is `deny_unknown_fields` (a typo is an error, not a silently ignored key)
+//! and `default` (a field left out takes the value of [`Default`]). Units are in the
+//! field docs. Example files live in `configs/`.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole run: model shape, optimisation, data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Shape of the main model and its generator.
+    pub model: ModelConfig,
+    /// Optimisation and loop settings.
+    pub train: TrainConfig,
+    /// Loader and corruption settings.
+    pub data: DataConfig,
+}
+
+/// Shape of the main (corrective) model and the auxiliary generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Vocabulary size; 0 takes it from the shard manifest's tokenizer.
+    pub vocab_size: usize,
+    /// Hidden width H of both models.
+    pub hidden_size: usize,
+    /// Layers of the main model.
+    pub num_layers: usize,
+    /// Attention heads (must divide `hidden_size`).
+    pub num_heads: usize,
+    /// Inner width of the feed-forward block.
+    pub ffn_size: usize,
+    /// Layers of the generator; 0 means a third of `num_layers` (at least 1).
+    pub generator_layers: usize,
+    /// Learned absolute positions (the longest sequence the model accepts).
+    pub max_positions: usize,
+    /// Rows of the token-type embedding: 0 for none, 1+ for Hugging Face compatibility
+    /// (row 0 is added at every position).
+    pub type_vocab_size: usize,
+    /// T5-style bucketed relative position bias, one table per head shared by all layers.
+    pub relative_position: bool,
+    /// Buckets of the relative position bias.
+    pub rel_pos_buckets: usize,
+    /// Distance beyond which relative positions share the last bucket.
+    pub rel_pos_max_distance: usize,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// Dropout probability in the main model (the generator always uses 0).
+    pub dropout: f64,
+    /// Standard deviation of the normal initialisation (BERT: 0.02).
+    pub init_std: f64,
+    /// Sequence contrastive learning head and loss (off by default, as in T-NLRv5).
+    pub scl: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            vocab_size: 0,
+            hidden_size: 256,
+            num_layers: 4,
+            num_heads: 4,
+            ffn_size: 1024,
+            generator_layers: 0,
+            max_positions: 512,
+            type_vocab_size: 0,
+            relative_position: true,
+            rel_pos_buckets: 32,
+            rel_pos_max_distance: 128,
+            layer_norm_eps: 1e-5,
+            dropout: 0.1,
+            init_std: 0.02,
+            scl: false,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Generator depth after applying the "a third of the main model" default.
+    pub fn generator_depth(&self) -> usize {
+        if self.generator_layers > 0 {
+            self.generator_layers
+        } else {
+            (self.num_layers / 3).max(1)
+        }
+    }
+}
+
+/// Numeric precision of the forward and backward passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats everywhere (the CPU default).
+    #[default]
+    Fp32,
+    /// Half precision with fp32 master weights and dynamic loss scaling (CUDA).
+    Fp16,
+    /// bfloat16 with fp32 master weights (CUDA).
+    Bf16,
+}
+
+/// Optimisation and loop settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Sequences per optimiser step (per data-parallel rank, before accumulation).
+    pub batch_size: usize,
+    /// Micro-batches accumulated per optimiser step.
+    pub grad_accum: usize,
+    /// Optimiser steps of the run.
+    pub steps: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Steps of linear warm-up from 0 to `lr`; then linear decay to 0 at `steps`.
+    pub warmup_steps: u64,
+    /// AdamW decoupled weight decay (not applied to biases and LayerNorm).
+    pub weight_decay: f64,
+    /// Adam β₁.
+    pub beta1: f64,
+    /// Adam β₂.
+    pub beta2: f64,
+    /// Adam ε.
+    pub eps: f64,
+    /// Global gradient-norm clipping threshold; 0 disables clipping.
+    pub clip_norm: f64,
+    /// Weight of the copy (binary) loss.
+    pub copy_weight: f64,
+    /// Weight of the SCL loss (when `model.scl`).
+    pub scl_weight: f64,
+    /// SCL softmax temperature.
+    pub scl_temperature: f64,
+    /// Seed of initialisation, data order, corruption and sampling.
+    pub seed: u64,
+    /// Log metrics every this many steps.
+    pub log_every: u64,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (the newest); at least 1.
+    pub keep_checkpoints: usize,
+    /// Numeric precision (fp32 on CPU).
+    pub precision: Precision,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 16,
+            grad_accum: 1,
+            steps: 1000,
+            lr: 5e-4,
+            warmup_steps: 100,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-6,
+            clip_norm: 1.0,
+            copy_weight: 50.0,
+            scl_weight: 1.0,
+            scl_temperature: 1.0,
+            seed: 1,
+            log_every: 10,
+            checkpoint_every: 500,
+            keep_checkpoints: 2,
+            precision: Precision::Fp32,
+        }
+    }
+}
+
+/// Loader and corruption settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Fraction of non-special positions replaced by `[MASK]`.
+    pub mask_prob: f64,
+    /// Length of the SCL crop as a fraction of each sequence.
+    pub crop_fraction: f64,
+    /// Loader worker threads; 0 picks from the number of cores.
+    pub workers: usize,
+    /// Batches the queue holds ahead of the trainer.
+    pub queue_depth: usize,
+    /// Verify shard checksums when opening them.
+    pub verify: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            mask_prob: 0.15,
+            crop_fraction: 0.9,
+            workers: 0,
+            queue_depth: 8,
+            verify: true,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Read and validate a TOML configuration file.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parse and validate TOML; `path` only names the source in errors.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Self> {
+        let config: RunConfig = toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string(self).expect("RunConfig always serialises to TOML")
+    }
+
+    /// Check ranges and consistency; `path` only names the source in errors.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |field: &str, message: String| {
+            Err(Error::Invalid {
+                path: PathBuf::from(path),
+                field: field.to_string(),
+                message,
+            })
+        };
+        let m = &self.model;
+        if m.hidden_size == 0 || m.num_heads == 0 || m.hidden_size % m.num_heads != 0 {
+            return bad(
+                "model.num_heads",
+                format!(
+                    "{} heads must be positive and divide hidden_size {}",
+                    m.num_heads, m.hidden_size
+                ),
+            );
+        }
+        if m.num_layers == 0 || m.ffn_size == 0 || m.max_positions == 0 {
+            return bad(
+                "model",
+                "num_layers, ffn_size and max_positions must be positive".into(),
+            );
+        }
+        if m.relative_position && (m.rel_pos_buckets < 2 || m.rel_pos_max_distance < 2) {
+            return bad(
+                "model.rel_pos_buckets",
+                "relative position bias needs at least 2 buckets and max distance 2".into(),
+            );
+        }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return bad("model.dropout", format!("{} is not in [0, 1)", m.dropout));
+        }
+        let t = &self.train;
+        if t.batch_size == 0 || t.grad_accum == 0 {
+            return bad(
+                "train.batch_size",
+                "batch_size and grad_accum must be positive".into(),
+            );
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return bad("train.lr", format!("{} must be positive", t.lr));
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return bad("train.beta1", "betas must lie in [0, 1)".into());
+        }
+        if t.keep_checkpoints == 0 {
+            return bad("train.keep_checkpoints", "must be at least 1".into());
+        }
+        if t.log_every == 0 {
+            return bad("train.log_every", "must be at least 1".into());
+        }
+        let d = &self.data;
+        if !(d.mask_prob > 0.0 && d.mask_prob < 1.0) {
+            return bad("data.mask_prob", format!("{} is not in (0, 1)", d.mask_prob));
+        }
+        if !(d.crop_fraction > 0.0 && d.crop_fraction <= 1.0) {
+            return bad(
+                "data.crop_fraction",
+                format!("{} is not in (0, 1]", d.crop_fraction),
+            );
+        }
+        if d.queue_depth == 0 {
+            return bad("data.queue_depth", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip() {
+        let mut c = RunConfig::default();
+        c.model.hidden_size = 64;
+        c.train.precision = Precision::Bf16;
+        let text = c.to_toml_string();
+        let back = RunConfig::from_toml_str(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(c, back);
+    }
+
+    #[test]
+    fn missing_fields_take_defaults() {
+        let c = RunConfig::from_toml_str("[model]\nhidden_size = 128\n", Path::new("x.toml"))
+            .unwrap();
+        assert_eq!(c.model.hidden_size, 128);
+        assert_eq!(c.model.num_heads, ModelConfig::default().num_heads);
+        assert_eq!(c.train, TrainConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = RunConfig::from_toml_str("[model]\nhiden_size = 128\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml") && err.contains("hiden_size"), "{err}");
+    }
+
+    #[test]
+    fn invalid_heads_rejected() {
+        let err = RunConfig::from_toml_str(
+            "[model]\nhidden_size = 100\nnum_heads = 3\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("model.num_heads"), "{err}");
+    }
+
+    #[test]
+    fn generator_depth_defaults_to_a_third() {
+        let mut m = ModelConfig {
+            num_layers: 12,
+            ..ModelConfig::default()
+        };
+        assert_eq!(m.generator_depth(), 4);
+        m.num_layers = 2;
+        assert_eq!(m.generator_depth(), 1);
+        m.generator_layers = 3;
+        assert_eq!(m.generator_depth(), 3);
+    }
+}
