@@ -1,1 +1,20 @@
-//! placeholder
+//! The data side of cocolm: raw corpora in, memory-mapped Arrow shards out, and the
+//! streaming, corrupting loader that feeds them to the trainer.
+//!
+//! - [`corpus`]: streaming readers of `.txt`, `.jsonl` (optionally zstd) and `.parquet`;
+//! - [`tokenizer`]: training (HF `tokenizers`), loading and fast encoding;
+//! - [`pack`]: documents into fixed-length `[CLS] … [SEP]` examples;
+//! - [`shard`]: the Arrow IPC shard format, its writer and memory-mapped reader;
+//! - [`prepare`]: the resumable, parallel `cocolm prepare` job;
+//! - [`loader`], [`corrupt`], [`queue`]: deterministic order, COCO-LM masking, and the
+//!   worker pool that hands [`cocolm_shared::Batch`]es to the trainer;
+//! - [`stats`], [`export`]: SQL over shards (DataFusion) and Parquet interchange.
+#![warn(missing_docs)]
+
+pub mod corpus;
+pub mod error;
+pub mod pack;
+pub mod shard;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

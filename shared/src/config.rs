@@ -275,7 +275,10 @@ impl RunConfig {
         }
         let d = &self.data;
         if !(d.mask_prob > 0.0 && d.mask_prob < 1.0) {
-            return bad("data.mask_prob", format!("{} is not in (0, 1)", d.mask_prob));
+            return bad(
+                "data.mask_prob",
+                format!("{} is not in (0, 1)", d.mask_prob),
+            );
         }
         if !(d.crop_fraction > 0.0 && d.crop_fraction <= 1.0) {
             return bad(
@@ -306,8 +309,8 @@ mod tests {
 
     #[test]
     fn missing_fields_take_defaults() {
-        let c = RunConfig::from_toml_str("[model]\nhidden_size = 128\n", Path::new("x.toml"))
-            .unwrap();
+        let c =
+            RunConfig::from_toml_str("[model]\nhidden_size = 128\n", Path::new("x.toml")).unwrap();
         assert_eq!(c.model.hidden_size, 128);
         assert_eq!(c.model.num_heads, ModelConfig::default().num_heads);
         assert_eq!(c.train, TrainConfig::default());
@@ -318,7 +321,10 @@ mod tests {
         let err = RunConfig::from_toml_str("[model]\nhiden_size = 128\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("c.toml") && err.contains("hiden_size"), "{err}");
+        assert!(
+            err.contains("c.toml") && err.contains("hiden_size"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,181 @@
+//! Parquet inputs: the text is a string column (`--text-field`, default `text`), read
+//! one record batch at a time. A null is a rejected document, like a JSON `null`.
+
+use super::source::ReadStats;
+use super::{DocumentReader, Location, ReadOptions, Record, Reject};
+use crate::{Error, Result};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Rows decoded per record batch.
+const BATCH_ROWS: usize = 1024;
+
+/// Reader of a Parquet file.
+pub struct ParquetReader {
+    state: State,
+    max_doc_bytes: u64,
+    stats: Arc<ReadStats>,
+    file_bytes: u64,
+    total_rows: u64,
+    row: u64,
+}
+
+enum State {
+    /// The file could not be opened as Parquet with the column: one rejection.
+    Unreadable(String),
+    Reading {
+        reader: ParquetRecordBatchReader,
+        batch: Option<RecordBatch>,
+        index: usize,
+    },
+    Done,
+}
+
+impl ParquetReader {
+    /// Open `path` and find the text column.
+    pub fn open(path: &Path, options: &ReadOptions, stats: Arc<ReadStats>) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let file_bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut total_rows = 0;
+        let state = match open_column(file, &options.text_field) {
+            Ok((reader, rows)) => {
+                total_rows = rows;
+                State::Reading {
+                    reader,
+                    batch: None,
+                    index: 0,
+                }
+            }
+            Err(message) => State::Unreadable(message),
+        };
+        Ok(ParquetReader {
+            state,
+            max_doc_bytes: options.max_doc_bytes,
+            stats,
+            file_bytes,
+            total_rows,
+            row: 0,
+        })
+    }
+
+    fn record_at(&self, batch: &RecordBatch, index: usize) -> Record {
+        let at = Some(Location::Row(self.row));
+        let column = batch.column(0);
+        if column.is_null(index) {
+            return Record::rejected(at, Reject::NotAString, "null");
+        }
+        let text = match column.data_type() {
+            DataType::Utf8 => column.as_string::<i32>().value(index),
+            DataType::LargeUtf8 => column.as_string::<i64>().value(index),
+            _ => column.as_string_view().value(index),
+        };
+        if text.len() as u64 > self.max_doc_bytes {
+            return Record::rejected(
+                at,
+                Reject::TooLarge,
+                format!(
+                    "{} bytes exceed --max-doc-bytes {}",
+                    text.len(),
+                    self.max_doc_bytes
+                ),
+            );
+        }
+        if let Some(offset) = text.bytes().position(|b| b == 0) {
+            return Record::rejected(at, Reject::Binary, format!("NUL byte at offset {offset}"));
+        }
+        Record::from_text(at, text.to_string())
+    }
+}
+
+fn open_column(
+    file: std::fs::File,
+    field: &str,
+) -> std::result::Result<(ParquetRecordBatchReader, u64), String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let schema = builder.schema().clone();
+    let Some(index) = schema.fields().iter().position(|f| f.name() == field) else {
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        return Err(format!(
+            "no column {field:?} (columns: {})",
+            names.join(", ")
+        ));
+    };
+    let data_type = schema.field(index).data_type();
+    if !matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Err(format!("column {field:?} is {data_type}, not a string"));
+    }
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((reader, rows))
+}
+
+impl DocumentReader for ParquetReader {
+    fn next_record(&mut self) -> Result<Option<Record>> {
+        loop {
+            match &mut self.state {
+                State::Done => return Ok(None),
+                State::Unreadable(message) => {
+                    let record = Record::rejected(None, Reject::UnreadableFile, message.clone());
+                    self.stats
+                        .disk_bytes
+                        .fetch_add(self.file_bytes, Ordering::Relaxed);
+                    self.state = State::Done;
+                    return Ok(Some(record));
+                }
+                State::Reading {
+                    reader,
+                    batch,
+                    index,
+                } => {
+                    if let Some(b) = batch.as_ref().filter(|b| *index < b.num_rows()) {
+                        let b = b.clone();
+                        let i = *index;
+                        *index += 1;
+                        let record = self.record_at(&b, i);
+                        self.row += 1;
+                        return Ok(Some(record));
+                    }
+                    let start = Instant::now();
+                    let next = reader.next();
+                    self.stats
+                        .decompress_ns
+                        .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    match next {
+                        None => self.state = State::Done,
+                        Some(Ok(b)) => {
+                            let share =
+                                self.file_bytes * b.num_rows() as u64 / self.total_rows.max(1);
+                            self.stats.disk_bytes.fetch_add(share, Ordering::Relaxed);
+                            *batch = Some(b);
+                            *index = 0;
+                        }
+                        Some(Err(e)) => {
+                            let record = Record::rejected(
+                                Some(Location::Row(self.row)),
+                                Reject::CorruptCompression,
+                                format!("{e} (from row {} to the end)", self.row),
+                            );
+                            self.state = State::Done;
+                            return Ok(Some(record));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Writing shards: examples in, complete renamed shard files and their records out.
+
+use super::{schema, shard_file_name};
+use crate::{Error, Result};
+use arrow::array::{ArrayRef, ListArray, UInt32Array, UInt64Array};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field};
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::record_batch::RecordBatch;
+use cocolm_shared::ShardRecord;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Hashes and counts every byte written through it.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct OpenShard {
+    index: usize,
+    tmp: PathBuf,
+    writer: StreamWriter<HashingWriter<BufWriter<File>>>,
+    rows: u64,
+    tokens: u64,
+    batch_offsets: Vec<u64>,
+    batch_rows: Vec<u64>,
+}
+
+/// Writes examples into shards of `rows_per_shard` rows, in record batches of
+/// `rows_per_batch` rows. Each shard is written to `*.arrow.tmp` and renamed when
+/// complete; [`ShardWriter::push`] returns its [`ShardRecord`] at that moment.
+pub struct ShardWriter {
+    dir: PathBuf,
+    rows_per_shard: u64,
+    rows_per_batch: usize,
+    next_index: usize,
+    open: Option<OpenShard>,
+    values: Vec<u32>,
+    offsets: Vec<i32>,
+    documents: Vec<u64>,
+}
+
+impl ShardWriter {
+    /// A writer into `dir` whose first shard is number `first_index`.
+    pub fn new(dir: &Path, first_index: usize, rows_per_shard: u64, rows_per_batch: usize) -> Self {
+        assert!(rows_per_shard > 0 && rows_per_batch > 0);
+        ShardWriter {
+            dir: dir.to_path_buf(),
+            rows_per_shard,
+            rows_per_batch,
+            next_index: first_index,
+            open: None,
+            values: Vec::new(),
+            offsets: vec![0],
+            documents: Vec::new(),
+        }
+    }
+
+    /// Append one example. Returns the record of the shard this example completed.
+    pub fn push(&mut self, ids: &[u32], document: u64) -> Result<Option<ShardRecord>> {
+        self.values.extend_from_slice(ids);
+        self.offsets.push(self.values.len() as i32);
+        self.documents.push(document);
+        let pending = self.documents.len();
+        let shard_rows = self.open.as_ref().map_or(0, |s| s.rows) + pending as u64;
+        if shard_rows == self.rows_per_shard {
+            self.flush_batch()?;
+            return self.close_shard().map(Some);
+        }
+        if pending == self.rows_per_batch {
+            self.flush_batch()?;
+        }
+        Ok(None)
+    }
+
+    /// Write what is pending and close the last shard; `None` if it would be empty.
+    pub fn finish(mut self) -> Result<Option<ShardRecord>> {
+        if !self.documents.is_empty() {
+            self.flush_batch()?;
+        }
+        if self.open.is_some() {
+            self.close_shard().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn open_shard(&mut self) -> Result<OpenShard> {
+        let index = self.next_index;
+        let tmp = self.dir.join(format!("{}.tmp", shard_file_name(index)));
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let sink = HashingWriter {
+            inner: BufWriter::with_capacity(4 << 20, file),
+            hasher: Sha256::new(),
+            written: 0,
+        };
+        let options = IpcWriteOptions::default();
+        let writer = StreamWriter::try_new_with_options(sink, &schema(), options)
+            .map_err(|e| Error::format(&tmp, e))?;
+        Ok(OpenShard {
+            index,
+            tmp,
+            writer,
+            rows: 0,
+            tokens: 0,
+            batch_offsets: Vec::new(),
+            batch_rows: Vec::new(),
+        })
+    }
+
+    fn flush_batch(&mut self) -> Result<()> {
+        if self.open.is_none() {
+            self.open = Some(self.open_shard()?);
+        }
+        let shard = self.open.as_mut().expect("opened above");
+        let item = Arc::new(Field::new("item", DataType::UInt32, true));
+        let offsets = OffsetBuffer::new(std::mem::replace(&mut self.offsets, vec![0]).into());
+        let values = UInt32Array::from(std::mem::take(&mut self.values));
+        let ids = ListArray::try_new(item, offsets, Arc::new(values), None)
+            .map_err(|e| Error::format(&shard.tmp, e))?;
+        let documents = UInt64Array::from(std::mem::take(&mut self.documents));
+        let rows = documents.len() as u64;
+        let tokens = ids.values().len() as u64;
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(ids) as ArrayRef, Arc::new(documents)],
+        )
+        .map_err(|e| Error::format(&shard.tmp, e))?;
+        shard.batch_offsets.push(shard.writer.get_ref().written);
+        shard
+            .writer
+            .write(&batch)
+            .map_err(|e| Error::format(&shard.tmp, e))?;
+        shard.batch_rows.push(rows);
+        shard.rows += rows;
+        shard.tokens += tokens;
+        Ok(())
+    }
+
+    fn close_shard(&mut self) -> Result<ShardRecord> {
+        let mut shard = self.open.take().expect("a shard is open");
+        shard
+            .writer
+            .finish()
+            .map_err(|e| Error::format(&shard.tmp, e))?;
+        let sink = shard
+            .writer
+            .into_inner()
+            .map_err(|e| Error::format(&shard.tmp, e))?;
+        let HashingWriter {
+            inner,
+            hasher,
+            written,
+        } = sink;
+        let file = inner
+            .into_inner()
+            .map_err(|e| Error::io(&shard.tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&shard.tmp, e))?;
+        drop(file);
+        let name = shard_file_name(shard.index);
+        let path = self.dir.join(&name);
+        std::fs::rename(&shard.tmp, &path).map_err(|e| Error::io(&path, e))?;
+        cocolm_shared::manifest::sync_parent(&path)?;
+        self.next_index += 1;
+        Ok(ShardRecord {
+            file: name,
+            rows: shard.rows,
+            tokens: shard.tokens,
+            bytes: written,
+            sha256: format!("{:x}", hasher.finalize()),
+            batch_offsets: shard.batch_offsets,
+            batch_rows: shard.batch_rows,
+        })
+    }
+}
