@@ -14,6 +14,7 @@
 pub mod corpus;
 pub mod error;
 pub mod pack;
+pub mod prepare;
 pub mod shard;
 pub mod tokenizer;
 

@@ -1,0 +1,533 @@
+//! `cocolm prepare`: raw corpus → tokenized, packed, checksummed Arrow shards.
+//!
+//! Threads: one reader walks the inputs in order and cuts their documents into chunks;
+//! `threads` workers tokenize chunks; the calling thread puts results back in input
+//! order, packs them ([`crate::pack`]) and writes shards ([`crate::shard::writer`]).
+//! The output is therefore byte-identical whatever the thread count.
+//!
+//! Resumability: after every completed shard the manifest is replaced atomically with
+//! the shards so far, the accounting of every input up to the first token not yet in a
+//! shard, and that position ([`ResumePoint`]). Re-running the same command after an
+//! interruption (even `kill -9`) re-reads from that position and finishes with output
+//! identical to an uninterrupted run. See [`output`] for what is accepted in `--out`.
+
+pub mod accounting;
+pub mod output;
+
+use crate::corpus::{self, Content, ReadOptions, ReadStats, Reject};
+use crate::pack::Packer;
+use crate::shard::writer::ShardWriter;
+use crate::{Error, Result};
+use accounting::Accounting;
+use cocolm_shared::manifest::{
+    FORMAT_NAME, FORMAT_VERSION, PrepareOptionsRecord, ResumePoint, Totals,
+};
+use cocolm_shared::{Manifest, TokenizerRecord};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Turns a document's text into token ids. Implemented by the tokenizer's encoder;
+/// shared by all worker threads.
+pub trait Encode: Send + Sync {
+    /// Append the ids of `text` (no special tokens added) to `out`.
+    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()>;
+}
+
+/// Bytes of text per work chunk handed to a tokenizer worker.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Documents per work chunk, at most.
+const CHUNK_DOCS: usize = 1024;
+/// How often progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// What `prepare` does.
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    /// Input files and directories, in order.
+    pub inputs: Vec<PathBuf>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Tokens per example, `[CLS]` and `[SEP]` included.
+    pub seq_len: usize,
+    /// How documents are read.
+    pub read: ReadOptions,
+    /// Tokenizer worker threads (at least 1).
+    pub threads: usize,
+    /// Target size of a shard in bytes (rounded to whole examples).
+    pub shard_bytes: u64,
+    /// Examples per Arrow record batch.
+    pub rows_per_batch: u64,
+    /// Fail on the first rejected document.
+    pub strict: bool,
+}
+
+impl PrepareOptions {
+    /// Options with the defaults of the command line for `inputs` → `out`.
+    pub fn new(inputs: Vec<PathBuf>, out: PathBuf) -> Self {
+        PrepareOptions {
+            inputs,
+            out,
+            seq_len: 512,
+            read: ReadOptions::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shard_bytes: 256 << 20,
+            rows_per_batch: 1024,
+            strict: false,
+        }
+    }
+
+    fn record(&self) -> PrepareOptionsRecord {
+        let example_bytes = self.seq_len as u64 * 4 + 16;
+        let rows_per_shard = (self.shard_bytes / example_bytes).max(1);
+        PrepareOptionsRecord {
+            text_field: self.read.text_field.clone(),
+            split_blank_lines: self.read.split_blank_lines,
+            max_doc_bytes: self.read.max_doc_bytes,
+            rows_per_shard,
+            rows_per_batch: self.rows_per_batch.clamp(1, rows_per_shard),
+        }
+    }
+}
+
+/// The tokenizer as the job records it: its manifest entry and the JSON to copy beside
+/// the shards (`tokenizer.json`), so a shard directory is self-contained.
+#[derive(Debug, Clone)]
+pub struct TokenizerArtifact {
+    /// The manifest's tokenizer entry.
+    pub record: TokenizerRecord,
+    /// The tokenizer JSON (special tokens included).
+    pub json: Vec<u8>,
+}
+
+/// A progress snapshot, reported about every 100 ms.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Bytes read from disk so far (this run).
+    pub bytes_read: u64,
+    /// Bytes of all inputs on disk still to read at the start of this run.
+    pub bytes_total: u64,
+    /// Documents read (accepted + rejected), all runs.
+    pub documents: u64,
+    /// Tokens in completed examples, all runs.
+    pub tokens: u64,
+    /// Examples written, all runs.
+    pub examples: u64,
+}
+
+/// Where the time of a run went (nanoseconds; worker times are summed over workers).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Timings {
+    /// Wall time of the run.
+    pub wall_ns: u64,
+    /// File-system reads.
+    pub read_ns: u64,
+    /// zstd / Parquet decoding.
+    pub decompress_ns: u64,
+    /// Splitting documents and parsing JSON (reader thread, less reads and decoding).
+    pub parse_ns: u64,
+    /// Tokenization, summed over workers.
+    pub encode_ns: u64,
+    /// Reordering, accounting and packing (writing excluded).
+    pub pack_ns: u64,
+    /// Building record batches, writing, hashing and syncing shards and manifests.
+    pub write_ns: u64,
+    /// Time the packing thread waited for tokenized chunks.
+    pub wait_ns: u64,
+}
+
+/// The outcome of [`prepare`].
+#[derive(Debug, Clone)]
+pub struct PrepareReport {
+    /// The final manifest.
+    pub manifest: Manifest,
+    /// The job continued an interrupted one.
+    pub resumed: bool,
+    /// The output was already complete; nothing was done.
+    pub already_complete: bool,
+    /// Files under input directories skipped for an unknown format.
+    pub skipped_files: Vec<PathBuf>,
+    /// Input bytes read in this run.
+    pub bytes_read: u64,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// One document on its way from the reader to the packer.
+struct Item {
+    input: usize,
+    ordinal: u64,
+    global: u64,
+    location: Option<corpus::Location>,
+    content: Content,
+}
+
+/// A document after tokenization.
+struct Processed {
+    input: usize,
+    ordinal: u64,
+    global: u64,
+    location: Option<corpus::Location>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Tokens(Vec<u32>),
+    Rejected { reason: Reject, detail: String },
+}
+
+/// Run (or resume, or confirm) the preparation of `options.out`.
+pub fn prepare(
+    options: &PrepareOptions,
+    tokenizer: &TokenizerArtifact,
+    encoder: Arc<dyn Encode>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<PrepareReport> {
+    let started = Instant::now();
+    let (files, skipped_files) = corpus::discover(&options.inputs)?;
+    let inputs = accounting::input_records(&files)?;
+    let record = options.record();
+    let plan = output::plan(
+        &options.out,
+        options.seq_len,
+        &tokenizer.record,
+        &record,
+        &inputs,
+    )?;
+    let (mut manifest, resumed) = match plan {
+        output::Plan::Complete(manifest) => {
+            return Ok(PrepareReport {
+                manifest,
+                resumed: false,
+                already_complete: true,
+                skipped_files,
+                bytes_read: 0,
+                timings: Timings::default(),
+            });
+        }
+        output::Plan::Resume(manifest) => (manifest, true),
+        output::Plan::Fresh => {
+            let manifest = Manifest {
+                format: FORMAT_NAME.into(),
+                format_version: FORMAT_VERSION,
+                created_by: concat!("cocolm ", env!("CARGO_PKG_VERSION")).into(),
+                complete: false,
+                seq_len: options.seq_len,
+                tokenizer: tokenizer.record.clone(),
+                options: record.clone(),
+                shards: Vec::new(),
+                inputs,
+                totals: Totals::default(),
+                resume: Some(ResumePoint {
+                    input: 0,
+                    document: 0,
+                    token_offset: 0,
+                    global_document: 0,
+                }),
+            };
+            output::write_tokenizer(&options.out, &tokenizer.json)?;
+            manifest.write_dir(&options.out)?;
+            (manifest, false)
+        }
+    };
+    let resume = manifest
+        .resume
+        .expect("an incomplete manifest has a resume point");
+    let stats = Arc::new(ReadStats::default());
+    let bytes_total: u64 = manifest.inputs[resume.input as usize..]
+        .iter()
+        .map(|i| i.bytes)
+        .sum();
+    let mut job = Job {
+        options,
+        files: &files,
+        encoder,
+        stats: stats.clone(),
+        timings: Timings::default(),
+        encode_ns: Arc::new(AtomicU64::new(0)),
+        parse_ns: Arc::new(AtomicU64::new(0)),
+        bytes_total,
+    };
+    job.run(&mut manifest, resume, progress)?;
+    let mut timings = job.timings;
+    timings.wall_ns = started.elapsed().as_nanos() as u64;
+    timings.read_ns = stats.read_ns.load(Ordering::Relaxed);
+    timings.decompress_ns = stats.decompress_ns.load(Ordering::Relaxed);
+    timings.parse_ns = job.parse_ns.load(Ordering::Relaxed);
+    timings.encode_ns = job.encode_ns.load(Ordering::Relaxed);
+    Ok(PrepareReport {
+        manifest,
+        resumed,
+        already_complete: false,
+        skipped_files,
+        bytes_read: stats.disk_bytes.load(Ordering::Relaxed),
+        timings,
+    })
+}
+
+struct Job<'a> {
+    options: &'a PrepareOptions,
+    files: &'a [PathBuf],
+    encoder: Arc<dyn Encode>,
+    stats: Arc<ReadStats>,
+    timings: Timings,
+    encode_ns: Arc<AtomicU64>,
+    parse_ns: Arc<AtomicU64>,
+    bytes_total: u64,
+}
+
+/// A chunk of work: its sequence number, its documents, and whether it is the last.
+type Chunk<T> = (u64, Vec<T>, bool);
+
+impl Job<'_> {
+    fn run(
+        &mut self,
+        manifest: &mut Manifest,
+        resume: ResumePoint,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
+        let threads = self.options.threads.max(1);
+        let (work_tx, work_rx) = bounded::<Chunk<Item>>(threads * 2);
+        let (done_tx, done_rx) = bounded::<Result<Chunk<Processed>>>(threads * 2);
+        let this = &*self;
+        let (read, packed) = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || this.read_inputs(resume, work_tx));
+            for _ in 0..threads {
+                let work_rx = work_rx.clone();
+                let done_tx = done_tx.clone();
+                scope.spawn(move || {
+                    tokenize_chunks(work_rx, done_tx, &*this.encoder, &this.encode_ns)
+                });
+            }
+            drop(work_rx);
+            drop(done_tx);
+            let packed = this.pack(manifest, resume, done_rx, progress);
+            let read = reader.join().expect("the reader thread does not panic");
+            (read, packed)
+        });
+        // A reader failure is the root cause of whatever the packer saw.
+        read?;
+        let timings = packed?;
+        self.timings = timings;
+        Ok(())
+    }
+
+    /// The reader thread: every document from the resume point on, in order, in chunks.
+    fn read_inputs(&self, resume: ResumePoint, work: Sender<Chunk<Item>>) -> Result<()> {
+        let started = Instant::now();
+        let mut blocked = Duration::ZERO;
+        let mut seq = 0u64;
+        let mut chunk = Vec::new();
+        let mut chunk_bytes = 0usize;
+        let mut global = resume.global_document;
+        let mut send = |chunk: Vec<Item>, last: bool, seq: &mut u64| -> bool {
+            let t = Instant::now();
+            let ok = work.send((*seq, chunk, last)).is_ok();
+            blocked += t.elapsed();
+            *seq += 1;
+            ok
+        };
+        for (input, path) in self.files.iter().enumerate().skip(resume.input as usize) {
+            let mut reader = corpus::open(path, &self.options.read, self.stats.clone())?;
+            let mut ordinal = 0u64;
+            while let Some(record) = reader.next_record()? {
+                let skip = input == resume.input as usize && ordinal < resume.document;
+                if !skip {
+                    if let Content::Text(text) = &record.content {
+                        chunk_bytes += text.len();
+                    }
+                    chunk.push(Item {
+                        input,
+                        ordinal,
+                        global,
+                        location: record.location,
+                        content: record.content,
+                    });
+                    global += 1;
+                    if chunk_bytes >= CHUNK_BYTES || chunk.len() >= CHUNK_DOCS {
+                        chunk_bytes = 0;
+                        if !send(std::mem::take(&mut chunk), false, &mut seq) {
+                            return Ok(());
+                        }
+                    }
+                }
+                ordinal += 1;
+            }
+        }
+        send(chunk, true, &mut seq);
+        let busy = started.elapsed().saturating_sub(blocked).as_nanos() as u64;
+        let io = self.stats.read_ns.load(Ordering::Relaxed)
+            + self.stats.decompress_ns.load(Ordering::Relaxed);
+        self.parse_ns
+            .store(busy.saturating_sub(io), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The calling thread: results back in order, accounting, packing, shards, manifest.
+    fn pack(
+        &self,
+        manifest: &mut Manifest,
+        resume: ResumePoint,
+        done: Receiver<Result<Chunk<Processed>>>,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<Timings> {
+        let mut timings = Timings::default();
+        let special = manifest.tokenizer.special_tokens;
+        let mut packer = Packer::new(manifest.seq_len, special.cls, special.sep);
+        let mut writer = ShardWriter::new(
+            &self.options.out,
+            manifest.shards.len(),
+            manifest.options.rows_per_shard,
+            manifest.options.rows_per_batch as usize,
+        );
+        let mut accounting = Accounting::new(&manifest.inputs, &manifest.totals);
+        let mut pending: BTreeMap<u64, (Vec<Processed>, bool)> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut finished = false;
+        let mut last_report = Instant::now();
+        let mut examples = manifest.totals.examples;
+        let mut tokens = manifest.totals.tokens;
+        while !finished {
+            let t = Instant::now();
+            let Ok(message) = done.recv() else {
+                return Err(Error::Loader(
+                    "a prepare worker stopped unexpectedly".into(),
+                ));
+            };
+            timings.wait_ns += t.elapsed().as_nanos() as u64;
+            let (seq, items, last) = message?;
+            pending.insert(seq, (items, last));
+            while let Some((items, last)) = pending.remove(&next) {
+                next += 1;
+                finished |= last;
+                for item in items {
+                    let path = &self.files[item.input];
+                    match item.outcome {
+                        Outcome::Rejected { reason, detail } => {
+                            let where_ =
+                                item.location.map(|l| format!("{l}: ")).unwrap_or_default();
+                            let detail = format!("{where_}{reason}: {detail}");
+                            if self.options.strict {
+                                return Err(Error::Strict {
+                                    path: path.clone(),
+                                    detail,
+                                });
+                            }
+                            accounting.reject(item.input, reason, detail);
+                        }
+                        Outcome::Tokens(ids) => {
+                            let skip = if item.global == resume.global_document {
+                                resume.token_offset
+                            } else {
+                                0
+                            };
+                            let first = accounting.totals().documents_accepted == 0;
+                            let mut write_ns = 0u64;
+                            let pack_start = Instant::now();
+                            packer.push_document(item.global, &ids, first, skip, |example| {
+                                let w = Instant::now();
+                                let completed = writer.push(example.ids, example.first_document)?;
+                                examples += 1;
+                                tokens += example.ids.len() as u64;
+                                if let Some(shard) = completed {
+                                    manifest.shards.push(shard);
+                                    manifest.resume = Some(ResumePoint {
+                                        input: item.input as u64,
+                                        document: item.ordinal,
+                                        token_offset: example.consumed,
+                                        global_document: item.global,
+                                    });
+                                    accounting.write_into(manifest);
+                                    manifest.write_dir(&self.options.out)?;
+                                }
+                                write_ns += w.elapsed().as_nanos() as u64;
+                                Ok::<(), Error>(())
+                            })?;
+                            timings.write_ns += write_ns;
+                            timings.pack_ns +=
+                                (pack_start.elapsed().as_nanos() as u64).saturating_sub(write_ns);
+                            accounting.accept(item.input, ids.len() as u64);
+                        }
+                    }
+                }
+                if last_report.elapsed() >= PROGRESS_EVERY {
+                    last_report = Instant::now();
+                    progress(&Progress {
+                        bytes_read: self.stats.disk_bytes.load(Ordering::Relaxed),
+                        bytes_total: self.bytes_total,
+                        documents: accounting.totals().documents_read,
+                        tokens,
+                        examples,
+                    });
+                }
+            }
+        }
+        let w = Instant::now();
+        packer.finish(|example| writer.push(example.ids, example.first_document).map(|_| ()))?;
+        if let Some(shard) = writer.finish()? {
+            manifest.shards.push(shard);
+        }
+        manifest.resume = None;
+        manifest.complete = true;
+        accounting.write_into(manifest);
+        manifest.write_dir(&self.options.out)?;
+        timings.write_ns += w.elapsed().as_nanos() as u64;
+        progress(&Progress {
+            bytes_read: self.stats.disk_bytes.load(Ordering::Relaxed),
+            bytes_total: self.bytes_total,
+            documents: manifest.totals.documents_read,
+            tokens: manifest.totals.tokens,
+            examples: manifest.totals.examples,
+        });
+        Ok(timings)
+    }
+}
+
+/// A tokenizer worker: chunks of documents in, chunks of ids (or rejections) out.
+fn tokenize_chunks(
+    work: Receiver<Chunk<Item>>,
+    done: Sender<Result<Chunk<Processed>>>,
+    encoder: &dyn Encode,
+    encode_ns: &AtomicU64,
+) {
+    for (seq, items, last) in work {
+        let start = Instant::now();
+        let processed: Result<Vec<Processed>> = items
+            .into_iter()
+            .map(|item| {
+                let outcome = match item.content {
+                    Content::Rejected { reason, detail } => Outcome::Rejected { reason, detail },
+                    Content::Text(text) => {
+                        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+                        encoder.encode_into(&text, &mut ids)?;
+                        if ids.is_empty() {
+                            Outcome::Rejected {
+                                reason: Reject::Empty,
+                                detail: "no tokens".into(),
+                            }
+                        } else {
+                            Outcome::Tokens(ids)
+                        }
+                    }
+                };
+                Ok(Processed {
+                    input: item.input,
+                    ordinal: item.ordinal,
+                    global: item.global,
+                    location: item.location,
+                    outcome,
+                })
+            })
+            .collect();
+        encode_ns.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if done.send(processed.map(|p| (seq, p, last))).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

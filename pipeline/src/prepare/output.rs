@@ -1,0 +1,131 @@
+//! What `prepare` finds in `--out`, and what it does about it.
+//!
+//! - nothing, or an empty directory: a fresh job;
+//! - a complete manifest made with the same inputs, tokenizer and options: nothing to do;
+//! - an incomplete manifest made with the same: resume, after deleting temporary files
+//!   and shards written after the manifest's last update;
+//! - leftovers of a job killed before its first manifest (only shard, temporary and
+//!   tokenizer files): removed, then a fresh job;
+//! - anything else (other files, a manifest made differently): an error; cocolm never
+//!   deletes what it did not write.
+
+use crate::{Error, Result};
+use cocolm_shared::manifest::{MANIFEST_FILE, PrepareOptionsRecord, write_atomic};
+use cocolm_shared::{InputFileRecord, Manifest, TokenizerRecord};
+use std::path::Path;
+
+/// File name of the tokenizer copy beside the shards.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// What to do with the output directory.
+#[derive(Debug)]
+pub enum Plan {
+    /// Start from nothing.
+    Fresh,
+    /// Continue the job of this manifest.
+    Resume(Manifest),
+    /// The job is already done.
+    Complete(Manifest),
+}
+
+/// Decide what to do with `out` for a job with these parameters.
+pub fn plan(
+    out: &Path,
+    seq_len: usize,
+    tokenizer: &TokenizerRecord,
+    options: &PrepareOptionsRecord,
+    inputs: &[InputFileRecord],
+) -> Result<Plan> {
+    if !out.exists() {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        return Ok(Plan::Fresh);
+    }
+    let names = list(out)?;
+    if !names.iter().any(|n| n == MANIFEST_FILE) {
+        if let Some(foreign) = names.iter().find(|n| !is_ours(n)) {
+            return Err(Error::Output {
+                path: out.to_path_buf(),
+                message: format!(
+                    "not empty ({foreign:?}) and holds no {MANIFEST_FILE}; choose an empty or new --out"
+                ),
+            });
+        }
+        remove(out, &names)?;
+        return Ok(Plan::Fresh);
+    }
+    let manifest = Manifest::read_dir(out)?;
+    let mismatch = if manifest.seq_len != seq_len {
+        Some(format!(
+            "--seq-len {} (this run: {seq_len})",
+            manifest.seq_len
+        ))
+    } else if manifest.tokenizer.sha256 != tokenizer.sha256 {
+        Some(format!(
+            "a different tokenizer ({})",
+            manifest.tokenizer.file
+        ))
+    } else if manifest.options != *options {
+        Some(format!("different options {:?}", manifest.options))
+    } else if !same_inputs(&manifest.inputs, inputs) {
+        Some("different input files (or their sizes changed)".into())
+    } else {
+        None
+    };
+    if let Some(what) = mismatch {
+        return Err(Error::Output {
+            path: out.to_path_buf(),
+            message: format!(
+                "holds shards prepared with {what}; use the same arguments to resume, or another --out"
+            ),
+        });
+    }
+    if manifest.complete {
+        return Ok(Plan::Complete(manifest));
+    }
+    let listed: Vec<&str> = manifest.shards.iter().map(|s| s.file.as_str()).collect();
+    let stale: Vec<String> = names
+        .into_iter()
+        .filter(|n| is_ours(n) && n != TOKENIZER_FILE && !listed.contains(&n.as_str()))
+        .collect();
+    remove(out, &stale)?;
+    Ok(Plan::Resume(manifest))
+}
+
+/// Write the tokenizer copy atomically.
+pub fn write_tokenizer(out: &Path, json: &[u8]) -> Result<()> {
+    let path = out.join(TOKENIZER_FILE);
+    write_atomic(&out.join(format!("{TOKENIZER_FILE}.tmp")), &path, json)?;
+    Ok(())
+}
+
+fn same_inputs(a: &[InputFileRecord], b: &[InputFileRecord]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.path == y.path && x.bytes == y.bytes)
+}
+
+/// Files `prepare` writes: shards, temporaries, the tokenizer copy.
+fn is_ours(name: &str) -> bool {
+    let shard =
+        name.starts_with("shard-") && (name.ends_with(".arrow") || name.ends_with(".arrow.tmp"));
+    shard || name == TOKENIZER_FILE || name.ends_with(".json.tmp")
+}
+
+fn list(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn remove(dir: &Path, names: &[String]) -> Result<()> {
+    for name in names {
+        let path = dir.join(name);
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}

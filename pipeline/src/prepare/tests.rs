@@ -1,0 +1,263 @@
+//! Tests of the prepare job with a toy encoder (one id per character).
+
+use super::*;
+use crate::shard::reader::{ShardSet, Verify};
+use cocolm_shared::SpecialTokens;
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+
+/// One id per character, `5 + c mod 200`; fails after `fail_after` documents if set.
+struct ToyEncoder {
+    fail_after: Option<usize>,
+    calls: AtomicUsize,
+}
+
+impl Encode for ToyEncoder {
+    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail_after.is_some_and(|f| n >= f) {
+            return Err(Error::Loader("simulated crash".into()));
+        }
+        out.extend(
+            text.chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| 5 + c as u32 % 200),
+        );
+        Ok(())
+    }
+}
+
+fn toy(fail_after: Option<usize>) -> Arc<dyn Encode> {
+    Arc::new(ToyEncoder {
+        fail_after,
+        calls: AtomicUsize::new(0),
+    })
+}
+
+fn artifact() -> TokenizerArtifact {
+    TokenizerArtifact {
+        record: TokenizerRecord {
+            file: "toy".into(),
+            sha256: "toy".into(),
+            vocab_size: 205,
+            special_tokens: SpecialTokens {
+                pad: 0,
+                cls: 1,
+                sep: 2,
+                mask: 3,
+                unk: 4,
+            },
+            added_special_tokens: vec![],
+        },
+        json: b"{}".to_vec(),
+    }
+}
+
+/// A small corpus with good and bad documents in every format but Parquet.
+fn corpus(dir: &Path) -> PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    for i in 0..40 {
+        let text: String = (0..(i * 7 % 53 + 1))
+            .map(|k| char::from(b'a' + ((i + k) % 26) as u8))
+            .collect();
+        std::fs::write(input.join(format!("doc{i:02}.txt")), text).unwrap();
+    }
+    std::fs::write(input.join("empty.txt"), "").unwrap();
+    std::fs::write(input.join("binary.txt"), b"\x89PNG\0\0\x01").unwrap();
+    let mut jsonl = String::new();
+    for i in 0..30 {
+        jsonl.push_str(&format!(
+            "{{\"text\": \"line {i} of the json file with words\"}}\n"
+        ));
+        if i % 10 == 3 {
+            jsonl.push_str("{broken\n");
+        }
+    }
+    std::fs::write(input.join("sub/a.jsonl"), &jsonl).unwrap();
+    let compressed = zstd::encode_all(jsonl.as_bytes(), 3).unwrap();
+    std::fs::write(input.join("sub/b.jsonl.zst"), &compressed).unwrap();
+    std::fs::write(
+        input.join("sub/c.jsonl.zst"),
+        &compressed[..compressed.len() / 2],
+    )
+    .unwrap();
+    input
+}
+
+fn options(input: &Path, out: &Path, threads: usize) -> PrepareOptions {
+    PrepareOptions {
+        seq_len: 16,
+        threads,
+        shard_bytes: 40 * (16 * 4 + 16),
+        rows_per_batch: 8,
+        ..PrepareOptions::new(vec![input.to_path_buf()], out.to_path_buf())
+    }
+}
+
+fn run(opts: &PrepareOptions, encoder: Arc<dyn Encode>) -> Result<PrepareReport> {
+    prepare(opts, &artifact(), encoder, &mut |_| {})
+}
+
+/// Every file of a directory, by name.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shards_hold_the_documents_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = dir.path().join("out");
+    let report = run(&options(&input, &out, 3), toy(None)).unwrap();
+    let m = &report.manifest;
+    assert!(m.complete && m.resume.is_none());
+    assert!(m.shards.len() >= 3, "{} shards", m.shards.len());
+
+    // Expected stream: every accepted document, in discovery order, separated by [SEP].
+    let (files, _) = corpus::discover(&[input.clone()]).unwrap();
+    let encoder = toy(None);
+    let mut stream = Vec::new();
+    let mut accepted = 0;
+    for path in &files {
+        let mut reader = corpus::open(path, &ReadOptions::default(), Arc::default()).unwrap();
+        while let Some(record) = reader.next_record().unwrap() {
+            if let Content::Text(text) = record.content {
+                if accepted > 0 {
+                    stream.push(2);
+                }
+                encoder.encode_into(&text, &mut stream).unwrap();
+                accepted += 1;
+            }
+        }
+    }
+    let set = ShardSet::open(&out, Verify::Full).unwrap();
+    let mut spans = Vec::new();
+    for i in 0..set.len() {
+        let ex = set.example(i);
+        assert_eq!((ex[0], *ex.last().unwrap()), (1, 2));
+        if i + 1 < set.len() {
+            assert_eq!(ex.len(), 16);
+        }
+        spans.extend_from_slice(&ex[1..ex.len() - 1]);
+    }
+    assert_eq!(spans, stream);
+    assert_eq!(m.totals.documents_accepted, accepted);
+    assert_eq!(m.totals.examples, set.len());
+    assert_eq!(m.totals.tokens, (stream.len() as u64) + 2 * set.len());
+}
+
+#[test]
+fn accounting_counts_every_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let report = run(&options(&input, &dir.path().join("out"), 2), toy(None)).unwrap();
+    let m = &report.manifest;
+    let by_name = |suffix: &str| m.inputs.iter().find(|i| i.path.ends_with(suffix)).unwrap();
+    assert_eq!(by_name("empty.txt").rejections["empty document"], 1);
+    assert_eq!(by_name("binary.txt").rejections["binary content"], 1);
+    let a = by_name("sub/a.jsonl");
+    assert_eq!((a.documents_accepted, a.documents_rejected), (30, 3));
+    assert_eq!(a.rejections["malformed json"], 3);
+    assert!(
+        a.rejection_examples[0].starts_with("line 5: malformed json"),
+        "{:?}",
+        a.rejection_examples
+    );
+    let c = by_name("sub/c.jsonl.zst");
+    assert_eq!(c.rejections["truncated or corrupt compressed data"], 1);
+    for i in &m.inputs {
+        assert_eq!(
+            i.documents_read,
+            i.documents_accepted + i.documents_rejected,
+            "{}",
+            i.path
+        );
+    }
+    let read: u64 = m.inputs.iter().map(|i| i.documents_read).sum();
+    assert_eq!(read, m.totals.documents_read);
+    assert_eq!(
+        m.totals.documents_read,
+        m.totals.documents_accepted + m.totals.documents_rejected
+    );
+}
+
+#[test]
+fn output_does_not_depend_on_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let one = dir.path().join("one");
+    let four = dir.path().join("four");
+    run(&options(&input, &one, 1), toy(None)).unwrap();
+    run(&options(&input, &four, 4), toy(None)).unwrap();
+    assert_eq!(snapshot(&one), snapshot(&four));
+}
+
+#[test]
+fn interrupted_job_resumes_to_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let reference = dir.path().join("reference");
+    run(&options(&input, &reference, 2), toy(None)).unwrap();
+    let expected = snapshot(&reference);
+    for crash_after in [0, 1, 17, 40, 55, 90] {
+        let out = dir.path().join(format!("crash{crash_after}"));
+        let err = run(&options(&input, &out, 2), toy(Some(crash_after))).unwrap_err();
+        assert!(err.to_string().contains("simulated crash"), "{err}");
+        let partial = Manifest::read_dir(&out).unwrap();
+        assert!(!partial.complete);
+        // Debris a kill -9 could leave: a half-written shard and manifest.
+        std::fs::write(out.join("shard-00099.arrow.tmp"), b"partial").unwrap();
+        std::fs::write(out.join("manifest.json.tmp"), b"{").unwrap();
+        let report = run(&options(&input, &out, 3), toy(None)).unwrap();
+        assert!(report.resumed);
+        assert_eq!(
+            snapshot(&out),
+            expected,
+            "crash after {crash_after} documents"
+        );
+    }
+}
+
+#[test]
+fn complete_output_is_left_alone_and_mismatches_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = dir.path().join("out");
+    run(&options(&input, &out, 2), toy(None)).unwrap();
+    let again = run(&options(&input, &out, 2), toy(None)).unwrap();
+    assert!(again.already_complete);
+    let mut other = options(&input, &out, 2);
+    other.seq_len = 32;
+    let err = run(&other, toy(None)).unwrap_err().to_string();
+    assert!(err.contains("--seq-len 16"), "{err}");
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let err = run(&options(&input, &foreign, 2), toy(None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not empty"), "{err}");
+}
+
+#[test]
+fn strict_fails_on_the_first_rejection_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let mut opts = options(&input, &dir.path().join("out"), 2);
+    opts.strict = true;
+    let err = run(&opts, toy(None)).unwrap_err().to_string();
+    assert!(
+        err.contains("binary.txt") && err.contains("binary content"),
+        "{err}"
+    );
+}
