@@ -230,7 +230,7 @@ impl RunConfig {
             })
         };
         let m = &self.model;
-        if m.hidden_size == 0 || m.num_heads == 0 || m.hidden_size % m.num_heads != 0 {
+        if m.hidden_size == 0 || m.num_heads == 0 || !m.hidden_size.is_multiple_of(m.num_heads) {
             return bad(
                 "model.num_heads",
                 format!(

@@ -78,13 +78,13 @@ impl ShardSet {
             let decoded = decode_shard(&path, map, record)?;
             for batch in decoded {
                 let chunk = chunk_of(&path, &batch)?;
-                if verify == Verify::Full {
-                    if let Some(bad) = chunk.values.iter().find(|&&id| u64::from(id) >= vocab) {
-                        return Err(Error::shard(
-                            &path,
-                            format!("id {bad} is not below the vocabulary size {vocab}"),
-                        ));
-                    }
+                if verify == Verify::Full
+                    && let Some(bad) = chunk.values.iter().find(|&&id| u64::from(id) >= vocab)
+                {
+                    return Err(Error::shard(
+                        &path,
+                        format!("id {bad} is not below the vocabulary size {vocab}"),
+                    ));
                 }
                 starts.push(starts.last().unwrap() + batch.num_rows() as u64);
                 chunks.push(chunk);
@@ -212,10 +212,10 @@ pub fn decode_shard(
     decoder
         .finish()
         .map_err(|e| Error::shard(path, format!("stream ends early: {e}")))?;
-    if let Some(found) = decoder.schema() {
-        if found.fields() != schema().fields() {
-            return Err(Error::shard(path, format!("unexpected schema {found:?}")));
-        }
+    if let Some(found) = decoder.schema()
+        && found.fields() != schema().fields()
+    {
+        return Err(Error::shard(path, format!("unexpected schema {found:?}")));
     }
     let rows: Vec<u64> = batches.iter().map(|b| b.num_rows() as u64).collect();
     if rows != record.batch_rows {
