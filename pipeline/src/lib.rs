@@ -12,10 +12,16 @@
 #![warn(missing_docs)]
 
 pub mod corpus;
+pub mod corrupt;
 pub mod error;
+pub mod loader;
 pub mod pack;
 pub mod prepare;
+pub mod queue;
 pub mod shard;
 pub mod tokenizer;
+
+#[cfg(test)]
+mod testutil;
 
 pub use error::{Error, Result};

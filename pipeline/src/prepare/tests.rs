@@ -2,56 +2,8 @@
 
 use super::*;
 use crate::shard::reader::{ShardSet, Verify};
-use cocolm_shared::SpecialTokens;
+use crate::testutil::{artifact, toy};
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
-
-/// One id per character, `5 + c mod 200`; fails after `fail_after` documents if set.
-struct ToyEncoder {
-    fail_after: Option<usize>,
-    calls: AtomicUsize,
-}
-
-impl Encode for ToyEncoder {
-    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.fail_after.is_some_and(|f| n >= f) {
-            return Err(Error::Loader("simulated crash".into()));
-        }
-        out.extend(
-            text.chars()
-                .filter(|c| !c.is_whitespace())
-                .map(|c| 5 + c as u32 % 200),
-        );
-        Ok(())
-    }
-}
-
-fn toy(fail_after: Option<usize>) -> Arc<dyn Encode> {
-    Arc::new(ToyEncoder {
-        fail_after,
-        calls: AtomicUsize::new(0),
-    })
-}
-
-fn artifact() -> TokenizerArtifact {
-    TokenizerArtifact {
-        record: TokenizerRecord {
-            file: "toy".into(),
-            sha256: "toy".into(),
-            vocab_size: 205,
-            special_tokens: SpecialTokens {
-                pad: 0,
-                cls: 1,
-                sep: 2,
-                mask: 3,
-                unk: 4,
-            },
-            added_special_tokens: vec![],
-        },
-        json: b"{}".to_vec(),
-    }
-}
 
 /// A small corpus with good and bad documents in every format but Parquet.
 fn corpus(dir: &Path) -> PathBuf {

@@ -43,6 +43,10 @@ pub struct ShardSet {
     /// First global example of every chunk, plus the total at the end.
     starts: Arc<Vec<u64>>,
     batches: Arc<Vec<RecordBatch>>,
+    /// Shard of every chunk.
+    chunk_shard: Arc<Vec<usize>>,
+    /// First global example of every shard.
+    shard_starts: Arc<Vec<u64>>,
 }
 
 impl ShardSet {
@@ -60,7 +64,10 @@ impl ShardSet {
         let mut chunks = Vec::new();
         let mut batches = Vec::new();
         let mut starts = vec![0u64];
-        for record in &manifest.shards {
+        let mut chunk_shard = Vec::new();
+        let mut shard_starts = Vec::new();
+        for (shard, record) in manifest.shards.iter().enumerate() {
+            shard_starts.push(*starts.last().unwrap());
             let path = dir.join(&record.file);
             let map = map_shard(&path, record)?;
             if verify == Verify::Full {
@@ -88,6 +95,7 @@ impl ShardSet {
                 }
                 starts.push(starts.last().unwrap() + batch.num_rows() as u64);
                 chunks.push(chunk);
+                chunk_shard.push(shard);
                 batches.push(batch);
             }
         }
@@ -97,6 +105,8 @@ impl ShardSet {
             chunks: Arc::new(chunks),
             starts: Arc::new(starts),
             batches: Arc::new(batches),
+            chunk_shard: Arc::new(chunk_shard),
+            shard_starts: Arc::new(shard_starts),
         })
     }
 
@@ -135,6 +145,17 @@ impl ShardSet {
     pub fn document(&self, index: u64) -> u64 {
         let (chunk, row) = self.locate(index);
         self.chunks[chunk].documents[row]
+    }
+
+    /// The shard file holding example `index`, and the example's row in it.
+    pub fn shard_of(&self, index: u64) -> (&str, u64) {
+        let (chunk, row) = self.locate(index);
+        let shard = self.chunk_shard[chunk];
+        let first = self.shard_starts[shard];
+        (
+            &self.manifest.shards[shard].file,
+            self.starts[chunk] + row as u64 - first,
+        )
     }
 
     /// The record batches of all shards, in order (zero-copy views of the maps).
