@@ -114,7 +114,7 @@ impl<T: Send + 'static> OrderedPool<T> {
     }
 
     /// The next item in order. After an error, every later call fails too.
-    pub fn next(&mut self) -> Result<T> {
+    pub fn next_item(&mut self) -> Result<T> {
         if self.failed {
             return Err(Error::Loader(
                 "the loader stopped after an earlier error".into(),
@@ -206,7 +206,7 @@ mod tests {
                 std::thread::sleep(Duration::from_micros((k * 37 % 5) * 200));
                 Ok(k)
             });
-            let got: Vec<u64> = (0..40).map(|_| pool.next().unwrap()).collect();
+            let got: Vec<u64> = (0..40).map(|_| pool.next_item().unwrap()).collect();
             assert_eq!(got, (0..40).collect::<Vec<_>>());
             assert_eq!(pool.metrics().delivered, 40);
         }
@@ -222,10 +222,15 @@ mod tests {
             }
         });
         for k in 0..5 {
-            assert_eq!(pool.next().unwrap(), k);
+            assert_eq!(pool.next_item().unwrap(), k);
         }
-        assert!(pool.next().unwrap_err().to_string().contains("bad item 5"));
-        assert!(pool.next().is_err());
+        assert!(
+            pool.next_item()
+                .unwrap_err()
+                .to_string()
+                .contains("bad item 5")
+        );
+        assert!(pool.next_item().is_err());
     }
 
     #[test]
@@ -234,8 +239,8 @@ mod tests {
             assert!(k != 1, "boom");
             Ok(k)
         });
-        assert_eq!(pool.next().unwrap(), 0);
-        assert!(pool.next().is_err());
+        assert_eq!(pool.next_item().unwrap(), 0);
+        assert!(pool.next_item().is_err());
     }
 
     #[test]
@@ -253,12 +258,12 @@ mod tests {
             v.push(k);
             Ok(v)
         });
-        let first = pool.next().unwrap();
+        let first = pool.next_item().unwrap();
         let ptr = first.as_ptr();
         pool.recycle(first);
         // Within a few items the worker picks the recycled buffer up again.
         let reused = (0..4).any(|_| {
-            let v = pool.next().unwrap();
+            let v = pool.next_item().unwrap();
             let same = v.as_ptr() == ptr;
             pool.recycle(v);
             same

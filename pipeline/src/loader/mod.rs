@@ -155,18 +155,10 @@ impl BatchPlan {
         let (mut row_positions, mut scratch, mut cropped) = (Vec::new(), Vec::new(), Vec::new());
         for row in 0..b {
             let cursor = self.cursor_at(first + row as u64);
-            let (_, epoch_perm) = perm
-                .take()
-                .filter(|(epoch, _)| *epoch == cursor.epoch)
-                .map_or_else(
-                    || {
-                        (
-                            cursor.epoch,
-                            Permutation::new(self.share.n, self.seed, cursor.epoch),
-                        )
-                    },
-                    |p| p,
-                );
+            let epoch_perm = match perm.take() {
+                Some((epoch, p)) if epoch == cursor.epoch => p,
+                _ => Permutation::new(self.share.n, self.seed, cursor.epoch),
+            };
             let index = self.share.example(&epoch_perm, cursor.position);
             perm = Some((cursor.epoch, epoch_perm));
             let ids = self.set.example(index);
@@ -240,7 +232,7 @@ impl Loader {
 
     /// The next batch (the stream never ends; epochs follow each other).
     pub fn next_batch(&mut self) -> Result<Batch> {
-        self.pool.next()
+        self.pool.next_item()
     }
 
     /// Hand a batch back so its buffers are reused.

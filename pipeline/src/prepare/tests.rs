@@ -76,7 +76,7 @@ fn shards_hold_the_documents_in_order() {
     assert!(m.shards.len() >= 3, "{} shards", m.shards.len());
 
     // Expected stream: every accepted document, in discovery order, separated by [SEP].
-    let (files, _) = corpus::discover(&[input.clone()]).unwrap();
+    let (files, _) = corpus::discover(std::slice::from_ref(&input)).unwrap();
     let encoder = toy(None);
     let mut stream = Vec::new();
     let mut accepted = 0;
