@@ -14,11 +14,13 @@
 pub mod corpus;
 pub mod corrupt;
 pub mod error;
+pub mod export;
 pub mod loader;
 pub mod pack;
 pub mod prepare;
 pub mod queue;
 pub mod shard;
+pub mod stats;
 pub mod tokenizer;
 
 #[cfg(test)]
