@@ -1,0 +1,258 @@
+//! Command-line arguments. Each flag is documented where it is defined.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Prepare pretraining corpora and pretrain COCO-LM-style language models.
+#[derive(Debug, Parser)]
+#[command(name = "cocolm", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train or inspect a tokenizer.
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
+    /// Tokenize a corpus and pack it into memory-mapped Arrow shards.
+    Prepare(PrepareArgs),
+    /// Report on a shard directory, or run SQL over it.
+    Stats(StatsArgs),
+    /// Export shards to another format.
+    Export(ExportArgs),
+    /// Pretrain a model on a shard directory.
+    Train(TrainArgs),
+    /// Plot the losses of a run as SVG.
+    Plot(PlotArgs),
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// The embedded default: bundled corpus → tokenizer → shards → a short training run.
+    Demo(DemoArgs),
+}
+
+/// Tokenizer subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenizerCommand {
+    /// Train a tokenizer on a corpus.
+    Train(TokenizerTrainArgs),
+}
+
+/// How documents are read from the inputs (shared by `prepare` and `tokenizer train`).
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// JSON field or Parquet column holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+    /// Split `.txt` files into one document per block of lines separated by blank lines
+    /// (default: one document per file).
+    #[arg(long)]
+    pub split_blank_lines: bool,
+    /// Reject documents longer than this many bytes (they are counted, never truncated).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_doc_bytes: u64,
+}
+
+/// Tokenizer models.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenizerModel {
+    /// Byte-level BPE (GPT-2/RoBERTa style).
+    Bpe,
+    /// WordPiece (BERT style).
+    Wordpiece,
+    /// Unigram (SentencePiece style).
+    Unigram,
+}
+
+/// `cocolm tokenizer train`.
+#[derive(Debug, Args)]
+pub struct TokenizerTrainArgs {
+    /// Input files or directories (.txt, .txt.zst, .jsonl, .jsonl.zst, .parquet).
+    #[arg(long = "input", required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// Vocabulary size, special tokens included.
+    #[arg(long, default_value_t = 32_000)]
+    pub vocab_size: usize,
+    /// Where to write tokenizer.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Tokenizer model.
+    #[arg(long, value_enum, default_value = "bpe")]
+    pub model: TokenizerModel,
+    /// How documents are read.
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `cocolm prepare`.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// Input files or directories (.txt, .txt.zst, .jsonl, .jsonl.zst, .parquet).
+    #[arg(long = "input", required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// tokenizer.json (plain or .zst).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Output directory; re-running the same command resumes an interrupted job.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Tokens per example, [CLS] and [SEP] included.
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: usize,
+    /// Tokenizer threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Target shard size in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub shard_mib: u64,
+    /// Fail on the first rejected document instead of counting it.
+    #[arg(long)]
+    pub strict: bool,
+    /// How documents are read.
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `cocolm stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Shard directory.
+    pub dir: PathBuf,
+    /// Run this SQL instead of the default report (tables: examples, shards, inputs).
+    #[arg(long)]
+    pub sql: Option<String>,
+    /// Print the default report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Most frequent ids to list.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Skip checksum verification of the shards.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+/// `cocolm export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Shard directory.
+    pub dir: PathBuf,
+    /// Write zstd-compressed Parquet files into this directory.
+    #[arg(long)]
+    pub parquet: PathBuf,
+}
+
+/// `cocolm train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Shard directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run configuration (TOML; see configs/).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run directory (config copy, metrics.jsonl, checkpoints, loss plot).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Override the configuration's number of steps.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Skip checksum verification of the shards.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+/// `cocolm plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directory (holding metrics.jsonl).
+    pub run: PathBuf,
+    /// Output SVG (default: RUN/loss.svg).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Bare tokenizer encoding versus the whole prepare job, on the same text.
+    Prepare(BenchPrepareArgs),
+    /// Loader throughput (with corruption) versus a plain memcpy of the same bytes.
+    Loader(BenchLoaderArgs),
+    /// Trainer step time and tokens/s on synthetic batches.
+    Train(BenchTrainArgs),
+}
+
+/// `cocolm bench prepare`.
+#[derive(Debug, Args)]
+pub struct BenchPrepareArgs {
+    /// Input files or directories.
+    #[arg(long = "input", required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// tokenizer.json (plain or .zst).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Threads for both measurements (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Tokens per example.
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: usize,
+    /// How documents are read.
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `cocolm bench loader`.
+#[derive(Debug, Args)]
+pub struct BenchLoaderArgs {
+    /// Shard directory.
+    pub dir: PathBuf,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Batches to time (default: one full pass over the set).
+    #[arg(long)]
+    pub batches: Option<u64>,
+    /// Also build the SCL crop.
+    #[arg(long)]
+    pub crop: bool,
+}
+
+/// `cocolm bench train`.
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Run configuration (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Vocabulary size of the synthetic batches (when the config says 0).
+    #[arg(long, default_value_t = 30_522)]
+    pub vocab_size: usize,
+    /// Sequence length of the synthetic batches.
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Timed steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    pub steps: u64,
+}
+
+/// `cocolm demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to put the tokenizer, shards and run.
+    #[arg(long, default_value = "demo-out")]
+    pub out: PathBuf,
+    /// A fast version for tests: a small tokenizer and a few dozen steps.
+    #[arg(long)]
+    pub quick: bool,
+}

@@ -1,0 +1,114 @@
+//! `cocolm bench …`: throughput measurements printed as a table and as one JSON line.
+
+use crate::cli::{BenchLoaderArgs, BenchPrepareArgs, BenchTrainArgs};
+use anyhow::Result;
+use cocolm_pipeline::loader::{Loader, LoaderOptions};
+use cocolm_pipeline::shard::reader::{ShardSet, Verify};
+use cocolm_shared::LoaderCursor;
+use std::time::Instant;
+
+/// Resident and peak resident memory of this process, in bytes (Linux; 0 elsewhere).
+pub fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `cocolm bench loader DIR`.
+pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
+    let set = ShardSet::open(&args.dir, Verify::Structure)?;
+    let (rss_open, _) = memory();
+    let seq_len = set.manifest().seq_len;
+    let batches = args.batches.unwrap_or_else(|| set.len().div_ceil(args.batch_size as u64));
+    let options = LoaderOptions {
+        batch_size: args.batch_size,
+        workers: args.workers,
+        queue_depth: 2 * args.workers + 2,
+        crop_fraction: args.crop.then_some(0.9),
+        ..LoaderOptions::default()
+    };
+    let mut loader = Loader::start(set.clone(), &options, LoaderCursor::start(1))?;
+    let start = Instant::now();
+    let mut tokens = 0u64;
+    let mut masked = 0u64;
+    for _ in 0..batches {
+        let batch = loader.next_batch()?;
+        tokens += batch.n_tokens() as u64;
+        masked += batch.n_masked() as u64;
+        loader.recycle(batch);
+    }
+    let loader_s = start.elapsed().as_secs_f64();
+    let metrics = loader.metrics();
+    drop(loader);
+    let (rss_after, rss_peak) = memory();
+
+    // Physical reference: copy the same number of examples, in storage order, into a
+    // reused padded buffer.
+    let mut buffer = vec![0u32; args.batch_size * seq_len];
+    let start = Instant::now();
+    let mut copied = 0u64;
+    let mut index = 0u64;
+    for _ in 0..batches {
+        for row in 0..args.batch_size {
+            let ids = set.example(index % set.len());
+            buffer[row * seq_len..row * seq_len + ids.len()].copy_from_slice(ids);
+            copied += ids.len() as u64;
+            index += 1;
+        }
+        std::hint::black_box(&buffer);
+    }
+    let memcpy_s = start.elapsed().as_secs_f64();
+
+    println!("loader bench: {} ({} examples, seq_len {seq_len})", args.dir.display(), set.len());
+    println!("  batch size {}, workers {}, batches {batches}, crop {}", args.batch_size, args.workers, args.crop);
+    println!(
+        "  loader:  {:>10.1} batches/s {:>14.0} tokens/s  ({:.3} s, {:.1}% masked)",
+        batches as f64 / loader_s,
+        tokens as f64 / loader_s,
+        loader_s,
+        100.0 * masked as f64 / tokens.max(1) as f64
+    );
+    println!(
+        "  memcpy:  {:>10.1} batches/s {:>14.0} tokens/s  ({:.3} s)",
+        batches as f64 / memcpy_s,
+        copied as f64 / memcpy_s,
+        memcpy_s
+    );
+    println!(
+        "  consumer waited {:.1}% of the loader time; producers blocked {:.3} s; mean queue depth {:.1}",
+        100.0 * metrics.consumer_wait_ns as f64 / 1e9 / loader_s,
+        metrics.producer_blocked_ns as f64 / 1e9,
+        metrics.mean_depth
+    );
+    println!(
+        "  RSS after open {}, after the run {}, peak {}",
+        crate::progress::bytes(rss_open as f64),
+        crate::progress::bytes(rss_after as f64),
+        crate::progress::bytes(rss_peak as f64)
+    );
+    let json = serde_json::json!({
+        "bench": "loader", "examples": set.len(), "seq_len": seq_len, "batch_size": args.batch_size,
+        "workers": args.workers, "batches": batches, "crop": args.crop,
+        "loader_tokens_per_s": tokens as f64 / loader_s, "memcpy_tokens_per_s": copied as f64 / memcpy_s,
+        "loader_batches_per_s": batches as f64 / loader_s, "queue": metrics,
+        "rss_open": rss_open, "rss_after": rss_after, "rss_peak": rss_peak,
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// `cocolm bench prepare`.
+pub fn prepare(_args: &BenchPrepareArgs) -> Result<()> {
+    anyhow::bail!("bench prepare: waiting for the tokenizer module")
+}
+
+/// `cocolm bench train`.
+pub fn train(_args: &BenchTrainArgs) -> Result<()> {
+    anyhow::bail!("bench train: waiting for the trainer")
+}

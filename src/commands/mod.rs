@@ -1,0 +1,32 @@
+//! One module per subcommand: turn validated arguments into library calls.
+
+mod bench;
+mod data;
+mod demo;
+mod prepare;
+mod tokenizer;
+mod train;
+
+use crate::cli::{BenchCommand, Cli, Command, TokenizerCommand};
+use anyhow::Result;
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Tokenizer(TokenizerCommand::Train(args)) => tokenizer::train(&args),
+        Command::Prepare(args) => prepare::run(&args).map(|_| ()),
+        Command::Stats(args) => data::stats(&args),
+        Command::Export(args) => data::export(&args),
+        Command::Train(args) => train::run(&args).map(|_| ()),
+        Command::Plot(args) => {
+            let out = args.out.unwrap_or_else(|| args.run.join("loss.svg"));
+            let series = crate::plot::plot_run(&args.run.join("metrics.jsonl"), &out)?;
+            println!("wrote {} ({})", out.display(), series.join(", "));
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Prepare(args)) => bench::prepare(&args),
+        Command::Bench(BenchCommand::Loader(args)) => bench::loader(&args),
+        Command::Bench(BenchCommand::Train(args)) => bench::train(&args),
+        Command::Demo(args) => demo::run(&args),
+    }
+}
