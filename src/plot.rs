@@ -7,35 +7,65 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// Series plotted when present, in this order.
-const SERIES: [&str; 6] = ["loss", "gen_mlm_loss", "copy_loss", "clm_loss", "scl_loss", "replaced_fraction"];
+const SERIES: [&str; 6] = [
+    "loss",
+    "gen_mlm_loss",
+    "copy_loss",
+    "clm_loss",
+    "scl_loss",
+    "replaced_fraction",
+];
 const PANEL_W: f64 = 360.0;
 const PANEL_H: f64 = 220.0;
 const MARGIN: f64 = 48.0;
 
 /// Read `metrics.jsonl` and write the SVG to `out`. Returns the series plotted.
 pub fn plot_run(metrics: &Path, out: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(metrics).with_context(|| format!("reading {}", metrics.display()))?;
+    let text = std::fs::read_to_string(metrics)
+        .with_context(|| format!("reading {}", metrics.display()))?;
     let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let record: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{}: line {}: not JSON", metrics.display(), n + 1))?;
-        let Some(step) = record.get("step").and_then(|s| s.as_f64()) else { continue };
+        let Some(step) = record.get("step").and_then(|s| s.as_f64()) else {
+            continue;
+        };
         for name in SERIES {
-            if let Some(v) = record.get(name).and_then(|v| v.as_f64()).filter(|v| v.is_finite()) {
+            if let Some(v) = record
+                .get(name)
+                .and_then(|v| v.as_f64())
+                .filter(|v| v.is_finite())
+            {
                 series.entry(name).or_default().push((step, v));
             }
         }
     }
     let plotted: Vec<(&str, &Vec<(f64, f64)>)> = SERIES
         .iter()
-        .filter_map(|name| series.get(name).filter(|p| !p.is_empty()).map(|p| (*name, p)))
+        .filter_map(|name| {
+            series
+                .get(name)
+                .filter(|p| !p.is_empty())
+                .map(|p| (*name, p))
+        })
         .collect();
-    anyhow::ensure!(!plotted.is_empty(), "{}: no loss values to plot", metrics.display());
+    anyhow::ensure!(
+        !plotted.is_empty(),
+        "{}: no loss values to plot",
+        metrics.display()
+    );
     let cols = 2.min(plotted.len());
     let rows = plotted.len().div_ceil(cols);
     let (w, h) = (cols as f64 * PANEL_W, rows as f64 * PANEL_H);
     let mut svg = String::new();
-    writeln!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11">"#)?;
+    writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11">"#
+    )?;
     writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#)?;
     for (i, (name, points)) in plotted.iter().enumerate() {
         let (x0, y0) = ((i % cols) as f64 * PANEL_W, (i / cols) as f64 * PANEL_H);
@@ -46,34 +76,84 @@ pub fn plot_run(metrics: &Path, out: &Path) -> Result<Vec<String>> {
     Ok(plotted.iter().map(|(n, _)| n.to_string()).collect())
 }
 
-fn panel(svg: &mut String, name: &str, points: &[(f64, f64)], x0: f64, y0: f64) -> std::fmt::Result {
+fn panel(
+    svg: &mut String,
+    name: &str,
+    points: &[(f64, f64)],
+    x0: f64,
+    y0: f64,
+) -> std::fmt::Result {
     let (left, top) = (x0 + MARGIN, y0 + 24.0);
     let (pw, ph) = (PANEL_W - MARGIN - 16.0, PANEL_H - 24.0 - 32.0);
     let (xmin, xmax) = bounds(points.iter().map(|p| p.0));
     let (ymin, ymax) = bounds(points.iter().map(|p| p.1));
     let sx = |x: f64| left + (x - xmin) / (xmax - xmin) * pw;
     let sy = |y: f64| top + ph - (y - ymin) / (ymax - ymin) * ph;
-    writeln!(svg, r#"<text x="{}" y="{}" font-weight="bold">{name}</text>"#, left, y0 + 16.0)?;
-    writeln!(svg, r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##)?;
+    writeln!(
+        svg,
+        r#"<text x="{}" y="{}" font-weight="bold">{name}</text>"#,
+        left,
+        y0 + 16.0
+    )?;
+    writeln!(
+        svg,
+        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
+    )?;
     for k in 0..=4 {
         let y = ymin + (ymax - ymin) * k as f64 / 4.0;
-        writeln!(svg, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 4.0, sy(y) + 4.0, short(y))?;
+        writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 4.0,
+            sy(y) + 4.0,
+            short(y)
+        )?;
         let x = xmin + (xmax - xmin) * k as f64 / 4.0;
-        writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, sx(x), top + ph + 14.0, short(x))?;
+        writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            sx(x),
+            top + ph + 14.0,
+            short(x)
+        )?;
     }
-    writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">step</text>"#, left + pw / 2.0, top + ph + 28.0)?;
-    let path: Vec<String> = points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-    writeln!(svg, r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##, path.join(" "))
+    writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">step</text>"#,
+        left + pw / 2.0,
+        top + ph + 28.0
+    )?;
+    let path: Vec<String> = points
+        .iter()
+        .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+        .collect();
+    writeln!(
+        svg,
+        r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
+        path.join(" ")
+    )
 }
 
 /// Min and max, widened when equal so scales never divide by zero.
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if hi > lo { (lo, hi) } else { (lo - 0.5, hi + 0.5) }
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 0.5, hi + 0.5)
+    }
 }
 
 fn short(v: f64) -> String {
-    if v.abs() >= 1000.0 { format!("{v:.0}") } else if v.abs() >= 10.0 { format!("{v:.1}") } else { format!("{v:.3}") }
+    if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 #[cfg(test)]
@@ -97,7 +177,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let metrics = dir.path().join("metrics.jsonl");
         std::fs::write(&metrics, "{\"step\":1,\"loss\":9.0}\nnot json\n").unwrap();
-        let err = plot_run(&metrics, &dir.path().join("x.svg")).unwrap_err().to_string();
+        let err = plot_run(&metrics, &dir.path().join("x.svg"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("metrics.jsonl: line 2"), "{err}");
     }
 }

@@ -75,3 +75,93 @@ pub fn toy_shards(dir: &std::path::Path, docs: usize) -> std::path::PathBuf {
     crate::prepare::prepare(&options, &artifact(), toy(None), &mut |_| {}).unwrap();
     out
 }
+
+/// Check `value` against the subset of JSON Schema used in `schemas/` (`type`, `const`,
+/// `properties`, `required`, `additionalProperties`, `items`, `minimum`, local `$ref`).
+/// Returns the first violation as `path: message`.
+pub fn check_json_schema(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &str,
+) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let pointer = r
+            .strip_prefix('#')
+            .ok_or(format!("{path}: non-local $ref {r}"))?;
+        let target = root
+            .pointer(pointer)
+            .ok_or(format!("{path}: dangling $ref {r}"))?;
+        return check_json_schema(root, target, value, path);
+    }
+    if let Some(c) = schema.get("const") {
+        if c != value {
+            return Err(format!("{path}: {value} is not {c}"));
+        }
+    }
+    if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        let ok = match t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "boolean" => value.is_boolean(),
+            "integer" => value.is_u64() || value.is_i64(),
+            "number" => value.is_number(),
+            other => return Err(format!("{path}: unsupported type {other}")),
+        };
+        if !ok {
+            return Err(format!("{path}: {value} is not of type {t}"));
+        }
+    }
+    if let (Some(min), Some(v)) = (
+        schema.get("minimum").and_then(Value::as_f64),
+        value.as_f64(),
+    ) {
+        if v < min {
+            return Err(format!("{path}: {v} < minimum {min}"));
+        }
+    }
+    if let Some(obj) = value.as_object() {
+        let props = schema.get("properties").and_then(Value::as_object);
+        for required in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = required.as_str().unwrap_or_default();
+            if !obj.contains_key(key) {
+                return Err(format!("{path}: missing required {key}"));
+            }
+        }
+        for (key, v) in obj {
+            let sub = format!("{path}.{key}");
+            match (
+                props.and_then(|p| p.get(key)),
+                schema.get("additionalProperties"),
+            ) {
+                (Some(s), _) => check_json_schema(root, s, v, &sub)?,
+                (None, Some(Value::Bool(false))) => {
+                    return Err(format!("{sub}: not allowed by the schema"));
+                }
+                (None, Some(s)) if s.is_object() => check_json_schema(root, s, v, &sub)?,
+                (None, _) => {}
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in arr.iter().enumerate() {
+            check_json_schema(root, items, v, &format!("{path}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Read a file of the repository's `schemas/` directory as JSON.
+pub fn repo_schema(name: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../schemas")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}

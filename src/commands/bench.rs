@@ -25,7 +25,9 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     let set = ShardSet::open(&args.dir, Verify::Structure)?;
     let (rss_open, _) = memory();
     let seq_len = set.manifest().seq_len;
-    let batches = args.batches.unwrap_or_else(|| set.len().div_ceil(args.batch_size as u64));
+    let batches = args
+        .batches
+        .unwrap_or_else(|| set.len().div_ceil(args.batch_size as u64));
     let options = LoaderOptions {
         batch_size: args.batch_size,
         workers: args.workers,
@@ -65,8 +67,15 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     }
     let memcpy_s = start.elapsed().as_secs_f64();
 
-    println!("loader bench: {} ({} examples, seq_len {seq_len})", args.dir.display(), set.len());
-    println!("  batch size {}, workers {}, batches {batches}, crop {}", args.batch_size, args.workers, args.crop);
+    println!(
+        "loader bench: {} ({} examples, seq_len {seq_len})",
+        args.dir.display(),
+        set.len()
+    );
+    println!(
+        "  batch size {}, workers {}, batches {batches}, crop {}",
+        args.batch_size, args.workers, args.crop
+    );
     println!(
         "  loader:  {:>10.1} batches/s {:>14.0} tokens/s  ({:.3} s, {:.1}% masked)",
         batches as f64 / loader_s,

@@ -8,7 +8,11 @@ use std::io::Write;
 
 /// `cocolm stats DIR [--sql …]`.
 pub fn stats(args: &StatsArgs) -> Result<()> {
-    let verify = if args.no_verify { Verify::Structure } else { Verify::Full };
+    let verify = if args.no_verify {
+        Verify::Structure
+    } else {
+        Verify::Full
+    };
     let set = ShardSet::open(&args.dir, verify)?;
     let sql = Sql::new(&set)?;
     let mut stdout = std::io::stdout().lock();
@@ -34,6 +38,10 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let set = ShardSet::open(&args.dir, Verify::Full)?;
     let files = cocolm_pipeline::export::to_parquet(&set, &args.parquet)
         .with_context(|| format!("exporting {}", args.dir.display()))?;
-    println!("wrote {} Parquet files to {}", files.len(), args.parquet.display());
+    println!(
+        "wrote {} Parquet files to {}",
+        files.len(),
+        args.parquet.display()
+    );
     Ok(())
 }

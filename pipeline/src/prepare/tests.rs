@@ -213,3 +213,25 @@ fn strict_fails_on_the_first_rejection_naming_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn manifest_follows_the_json_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = dir.path().join("out");
+    let schema = crate::testutil::repo_schema("manifest.schema.json");
+    // Incomplete (with a resume point) and complete manifests both conform.
+    run(&options(&input, &out, 2), toy(Some(60))).unwrap_err();
+    for _ in 0..2 {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        crate::testutil::check_json_schema(&schema, &schema, &manifest, "manifest").unwrap();
+        run(&options(&input, &out, 2), toy(None)).unwrap();
+    }
+    // The checker itself rejects a violation.
+    let mut bad: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    bad["shards"][0]["extra"] = serde_json::json!(1);
+    let err = crate::testutil::check_json_schema(&schema, &schema, &bad, "manifest").unwrap_err();
+    assert!(err.contains("manifest.shards[0].extra"), "{err}");
+}

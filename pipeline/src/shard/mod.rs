@@ -61,3 +61,31 @@ pub fn schema() -> Arc<Schema> {
         .with_metadata(metadata),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `schemas/shard.arrow-schema.json` describes exactly [`schema()`].
+    #[test]
+    fn schema_matches_the_schemas_dir() {
+        let described = crate::testutil::repo_schema("shard.arrow-schema.json");
+        let s = schema();
+        let fields: Vec<serde_json::Value> = s
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::List(item) => serde_json::json!({
+                    "name": f.name(), "type": format!("List<{}>", item.data_type()),
+                    "item_nullable": item.is_nullable(), "nullable": f.is_nullable(),
+                }),
+                t => serde_json::json!({"name": f.name(), "type": t.to_string(), "nullable": f.is_nullable()}),
+            })
+            .collect();
+        assert_eq!(described["fields"], serde_json::Value::Array(fields));
+        assert_eq!(
+            described["metadata"],
+            serde_json::to_value(s.metadata()).unwrap()
+        );
+    }
+}
