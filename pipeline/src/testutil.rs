@@ -95,10 +95,10 @@ pub fn check_json_schema(
             .ok_or(format!("{path}: dangling $ref {r}"))?;
         return check_json_schema(root, target, value, path);
     }
-    if let Some(c) = schema.get("const") {
-        if c != value {
-            return Err(format!("{path}: {value} is not {c}"));
-        }
+    if let Some(c) = schema.get("const")
+        && c != value
+    {
+        return Err(format!("{path}: {value} is not {c}"));
     }
     if let Some(t) = schema.get("type").and_then(Value::as_str) {
         let ok = match t {
@@ -117,10 +117,9 @@ pub fn check_json_schema(
     if let (Some(min), Some(v)) = (
         schema.get("minimum").and_then(Value::as_f64),
         value.as_f64(),
-    ) {
-        if v < min {
-            return Err(format!("{path}: {v} < minimum {min}"));
-        }
+    ) && v < min
+    {
+        return Err(format!("{path}: {v} < minimum {min}"));
     }
     if let Some(obj) = value.as_object() {
         let props = schema.get("properties").and_then(Value::as_object);
