@@ -23,7 +23,7 @@ pub fn stats(args: &StatsArgs) -> Result<()> {
         return Ok(());
     }
     let tokenizer = super::tokenizer::load_beside_shards(&args.dir)?;
-    let decode = |id: u32| tokenizer.decode_id(id);
+    let decode = |id: u32| tokenizer.decode(&[id]).unwrap_or_else(|e| format!("<{e}>"));
     let report = report(&sql, &set, args.top, &decode)?;
     if args.json {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;

@@ -241,6 +241,79 @@ pub fn open(
     })
 }
 
+/// The accepted texts of several files in order, as a plain iterator (for tokenizer
+/// training and benchmarks). Rejected documents are counted; a file-system error ends
+/// the iteration and is kept for [`Documents::finish`].
+pub struct Documents {
+    files: std::vec::IntoIter<PathBuf>,
+    options: ReadOptions,
+    stats: Arc<ReadStats>,
+    current: Option<Box<dyn DocumentReader>>,
+    accepted: u64,
+    rejected: u64,
+    error: Option<Error>,
+}
+
+impl Documents {
+    /// Iterate over the documents of `files`.
+    pub fn new(files: Vec<PathBuf>, options: ReadOptions, stats: Arc<ReadStats>) -> Self {
+        Documents {
+            files: files.into_iter(),
+            options,
+            stats,
+            current: None,
+            accepted: 0,
+            rejected: 0,
+            error: None,
+        }
+    }
+
+    /// Documents yielded and rejected so far, or the error that ended the iteration.
+    pub fn finish(self) -> Result<(u64, u64)> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok((self.accepted, self.rejected)),
+        }
+    }
+
+    fn step(&mut self) -> Result<Option<String>> {
+        loop {
+            let Some(reader) = self.current.as_mut() else {
+                let Some(path) = self.files.next() else {
+                    return Ok(None);
+                };
+                self.current = Some(open(&path, &self.options, self.stats.clone())?);
+                continue;
+            };
+            match reader.next_record()? {
+                None => self.current = None,
+                Some(Record {
+                    content: Content::Text(text),
+                    ..
+                }) => {
+                    self.accepted += 1;
+                    return Ok(Some(text));
+                }
+                Some(_) => self.rejected += 1,
+            }
+        }
+    }
+}
+
+impl Iterator for Documents {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        if self.error.is_some() {
+            return None;
+        }
+        self.step().unwrap_or_else(|e| {
+            self.error = Some(e);
+            None
+        })
+    }
+}
+
 /// The input files named by `paths`, in a deterministic order: each path in the order
 /// given; a directory contributes its readable files recursively, sorted by path.
 /// Returns the files and, separately, files under directories that were skipped because

@@ -37,6 +37,12 @@ pub trait Encode: Send + Sync {
     fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()>;
 }
 
+impl Encode for crate::tokenizer::Encoder {
+    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        Ok(crate::tokenizer::Encoder::encode_into(self, text, out)?)
+    }
+}
+
 /// Bytes of text per work chunk handed to a tokenizer worker.
 const CHUNK_BYTES: usize = 1 << 20;
 /// Documents per work chunk, at most.

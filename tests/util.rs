@@ -1,0 +1,91 @@
+//! Helpers for the end-to-end tests: the binary, the Python clients, `../shared`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `cocolm` binary built for these tests.
+pub fn cocolm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cocolm"))
+}
+
+/// Run `cocolm args…`, asserting success; returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = cocolm().args(args).output().expect("running cocolm");
+    assert_success(&out, args);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Panic with the command's output unless it succeeded.
+pub fn assert_success(out: &Output, args: &[&str]) {
+    assert!(
+        out.status.success(),
+        "cocolm {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run `cocolm args…`, asserting failure; returns stderr.
+pub fn run_err(args: &[&str]) -> String {
+    let out = cocolm().args(args).output().expect("running cocolm");
+    assert!(!out.status.success(), "cocolm {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared`, or `None` with a printed reason.
+pub fn shared() -> Option<PathBuf> {
+    let dir = repo().join("../shared");
+    if dir.join("data").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipping: ../shared is not present beside the repository");
+        None
+    }
+}
+
+/// A Python interpreter with all of `modules`, or `None` with a printed reason.
+/// `COCOLM_PYTHON` names the interpreter (CI sets it to its virtual environment);
+/// otherwise `python3` on the PATH.
+pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
+    let python = std::env::var_os("COCOLM_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let check = format!("import {}", modules.join(", "));
+    match Command::new(&python).args(["-c", &check]).output() {
+        Ok(out) if out.status.success() => Some(python),
+        Ok(out) => {
+            eprintln!(
+                "skipping: {} cannot import {modules:?} ({}); .ci/run installs them into .venv",
+                python.display(),
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("skipping: no Python interpreter {} ({e})", python.display());
+            None
+        }
+    }
+}
+
+/// Run a Python script from `tests/python/` with arguments; returns stdout.
+pub fn python_script(python: &Path, script: &str, args: &[&str]) -> String {
+    let out = Command::new(python)
+        .arg(repo().join("tests/python").join(script))
+        .args(args)
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("running python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
