@@ -106,9 +106,9 @@ pub struct PrepareArgs {
     /// Tokenizer threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Target shard size in MiB.
-    #[arg(long, default_value_t = 256)]
-    pub shard_mib: u64,
+    /// Target shard size (bytes, or with a K/M/G suffix: 512M, 64K).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub shard_size: u64,
     /// Fail on the first rejected document instead of counting it.
     #[arg(long)]
     pub strict: bool,
@@ -255,4 +255,34 @@ pub struct DemoArgs {
     /// A fast version for tests: a small tokenizer and a few dozen steps.
     #[arg(long)]
     pub quick: bool,
+}
+
+/// Parse `123`, `64K`, `256M`, `1G` (binary multiples; an optional trailing `B`/`iB`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().trim_end_matches("iB").trim_end_matches('B');
+    let (digits, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 256M"))?;
+    n.checked_shl(shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{text:?} is not a positive size"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("256M"), Ok(256 << 20));
+        assert_eq!(super::parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(super::parse_size("1000"), Ok(1000));
+        assert!(super::parse_size("lots").is_err());
+        assert!(super::parse_size("0").is_err());
+    }
 }

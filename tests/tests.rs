@@ -1,1 +1,6 @@
+//! End-to-end tests of the `cocolm` binary: one test binary, modules by area.
 
+mod util;
+
+mod prepare;
+mod python;

@@ -53,7 +53,8 @@ pub fn shared() -> Option<PathBuf> {
 /// `COCOLM_PYTHON` names the interpreter (CI sets it to its virtual environment);
 /// otherwise `python3` on the PATH.
 pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
-    let python = std::env::var_os("COCOLM_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let python =
+        std::env::var_os("COCOLM_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from);
     let check = format!("import {}", modules.join(", "));
     match Command::new(&python).args(["-c", &check]).output() {
         Ok(out) if out.status.success() => Some(python),
@@ -61,7 +62,10 @@ pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
             eprintln!(
                 "skipping: {} cannot import {modules:?} ({}); .ci/run installs them into .venv",
                 python.display(),
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
             );
             None
         }

@@ -1,10 +1,13 @@
 //! `cocolm bench …`: throughput measurements printed as a table and as one JSON line.
 
 use crate::cli::{BenchLoaderArgs, BenchPrepareArgs, BenchTrainArgs};
-use anyhow::Result;
+use anyhow::{Context, Result};
+use cocolm_pipeline::corpus;
 use cocolm_pipeline::loader::{Loader, LoaderOptions};
+use cocolm_pipeline::prepare::{PrepareOptions, TokenizerArtifact};
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
 use cocolm_shared::LoaderCursor;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Resident and peak resident memory of this process, in bytes (Linux; 0 elsewhere).
@@ -112,9 +115,103 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     Ok(())
 }
 
-/// `cocolm bench prepare`.
-pub fn prepare(_args: &BenchPrepareArgs) -> Result<()> {
-    anyhow::bail!("bench prepare: waiting for the tokenizer module")
+/// `cocolm bench prepare`: bare encoding of the texts held in memory, then the whole
+/// prepare job on the same inputs, with the same threads.
+pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (tokenizer, encoder) = super::prepare::load_tokenizer(&args.tokenizer)?;
+    let read = super::tokenizer::read_options(&args.read);
+    let (files, _) = corpus::discover(&args.inputs)?;
+    let mut documents = corpus::Documents::new(files, read.clone(), Default::default());
+    let texts: Vec<String> = documents.by_ref().collect();
+    documents.finish()?;
+    let text_bytes: u64 = texts.iter().map(|t| t.len() as u64).sum();
+
+    // Bare encoding: each thread encodes every `threads`-th document.
+    let start = Instant::now();
+    let tokens: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (texts, encoder) = (&texts, &encoder);
+                scope.spawn(move || -> Result<u64> {
+                    let mut ids = Vec::new();
+                    let mut n = 0u64;
+                    for text in texts.iter().skip(t).step_by(threads) {
+                        ids.clear();
+                        encoder.encode_into(text, &mut ids)?;
+                        n += ids.len() as u64;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("encoder thread"))
+            .sum::<Result<u64>>()
+    })?;
+    let bare_s = start.elapsed().as_secs_f64();
+
+    // The whole job, into a scratch directory.
+    let scratch = std::env::temp_dir().join(format!("cocolm-bench-prepare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut options = PrepareOptions::new(args.inputs.clone(), scratch.clone());
+    options.seq_len = args.seq_len;
+    options.read = read;
+    options.threads = threads;
+    let artifact = TokenizerArtifact {
+        record: tokenizer.record(args.tokenizer.display().to_string()),
+        json: tokenizer.json().as_bytes().to_vec(),
+    };
+    let start = Instant::now();
+    let report =
+        cocolm_pipeline::prepare::prepare(&options, &artifact, Arc::new(encoder), &mut |_| {})?;
+    let e2e_s = start.elapsed().as_secs_f64();
+    let removed = std::fs::remove_dir_all(&scratch);
+    let t = report.timings;
+    let mb = |bytes: u64, s: f64| bytes as f64 / 1e6 / s;
+    println!(
+        "prepare bench: {} documents, {:.1} MB of text, {} threads, seq_len {}",
+        texts.len(),
+        text_bytes as f64 / 1e6,
+        threads,
+        args.seq_len
+    );
+    println!(
+        "  bare encoding: {:>8.1} MB/s {:>12.0} tokens/s ({:.2} s)",
+        mb(text_bytes, bare_s),
+        tokens as f64 / bare_s,
+        bare_s
+    );
+    println!(
+        "  prepare:       {:>8.1} MB/s {:>12.0} tokens/s ({:.2} s) = {:.2}x bare encoding",
+        mb(text_bytes, e2e_s),
+        tokens as f64 / e2e_s,
+        e2e_s,
+        bare_s / e2e_s
+    );
+    let ms = |ns: u64| ns as f64 / 1e6;
+    println!(
+        "  prepare time (ms): read {:.0}, decompress {:.0}, parse {:.0}, encode {:.0} (summed over {threads} workers), pack {:.0}, write {:.0}, packer waited {:.0}",
+        ms(t.read_ns),
+        ms(t.decompress_ns),
+        ms(t.parse_ns),
+        ms(t.encode_ns),
+        ms(t.pack_ns),
+        ms(t.write_ns),
+        ms(t.wait_ns)
+    );
+    let json = serde_json::json!({
+        "bench": "prepare", "documents": texts.len(), "text_bytes": text_bytes, "threads": threads,
+        "seq_len": args.seq_len, "tokens": tokens, "bare_s": bare_s, "prepare_s": e2e_s,
+        "bare_mb_per_s": mb(text_bytes, bare_s), "prepare_mb_per_s": mb(text_bytes, e2e_s),
+        "ratio": bare_s / e2e_s, "timings": t,
+    });
+    println!("{json}");
+    removed.with_context(|| format!("removing {}", scratch.display()))?;
+    Ok(())
 }
 
 /// `cocolm bench train`.

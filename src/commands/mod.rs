@@ -1,6 +1,6 @@
 //! One module per subcommand: turn validated arguments into library calls.
 
-mod bench;
+pub mod bench;
 mod data;
 mod demo;
 mod prepare;

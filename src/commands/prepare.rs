@@ -16,7 +16,7 @@ pub fn options(args: &PrepareArgs) -> PrepareOptions {
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
-    options.shard_bytes = args.shard_mib.max(1) << 20;
+    options.shard_bytes = args.shard_size;
     options.strict = args.strict;
     options
 }
@@ -130,5 +130,7 @@ fn print_summary(args: &PrepareArgs, report: &PrepareReport) {
             ms(tm.write_ns),
             ms(tm.wait_ns)
         );
+        let (_, peak) = super::bench::memory();
+        println!("peak memory (RSS) {}", bytes(peak as f64));
     }
 }

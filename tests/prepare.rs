@@ -1,0 +1,373 @@
+//! `cocolm tokenizer train` → `prepare` → `stats` / `export`, bad inputs, kill -9.
+
+use crate::util::{cocolm, repo, run_err, run_ok};
+use cocolm_pipeline::corpus::{Documents, ReadOptions};
+use cocolm_pipeline::shard::reader::{ShardSet, Verify};
+use cocolm_pipeline::tokenizer::{Encoder, EngineChoice, TokenizerJson};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The bundled corpus.
+pub fn moby() -> PathBuf {
+    repo().join("data/moby-dick.jsonl.zst")
+}
+
+/// Train a small BPE tokenizer on the bundled corpus into `dir`.
+pub fn small_tokenizer(dir: &Path) -> PathBuf {
+    let out = dir.join("tokenizer.json");
+    run_ok(&[
+        "tokenizer",
+        "train",
+        "--input",
+        moby().to_str().unwrap(),
+        "--vocab-size",
+        "2000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+/// The token stream `prepare` should produce: documents encoded in order, joined by [SEP].
+pub fn expected_stream(inputs: &[PathBuf], tokenizer: &Path) -> Vec<u32> {
+    let tok = TokenizerJson::load(tokenizer).unwrap();
+    let encoder = Encoder::new(&tok, EngineChoice::Auto).unwrap();
+    let sep = tok.special_tokens().sep;
+    let (files, _) = cocolm_pipeline::corpus::discover(inputs).unwrap();
+    let mut stream = Vec::new();
+    for (i, text) in Documents::new(files, ReadOptions::default(), Default::default()).enumerate() {
+        if i > 0 {
+            stream.push(sep);
+        }
+        encoder.encode_into(&text, &mut stream).unwrap();
+    }
+    stream
+}
+
+/// The spans of all examples of a shard set, concatenated.
+pub fn shard_stream(dir: &Path) -> Vec<u32> {
+    let set = ShardSet::open(dir, Verify::Full).unwrap();
+    (0..set.len())
+        .flat_map(|i| set.example(i)[1..set.example(i).len() - 1].to_vec())
+        .collect()
+}
+
+fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn bundled_corpus_round_trip_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = small_tokenizer(dir.path());
+    let shards = dir.path().join("shards");
+    let (m, t, s) = (
+        moby(),
+        tokenizer.to_str().unwrap().to_string(),
+        shards.to_str().unwrap().to_string(),
+    );
+    let out = run_ok(&[
+        "prepare",
+        "--input",
+        m.to_str().unwrap(),
+        "--tokenizer",
+        &t,
+        "--out",
+        &s,
+        "--seq-len",
+        "128",
+        "--shard-size",
+        "64K",
+    ]);
+    assert!(out.contains("135 accepted, 0 rejected"), "{out}");
+    assert_eq!(
+        shard_stream(&shards),
+        expected_stream(&[moby()], &tokenizer)
+    );
+    let set = ShardSet::open(&shards, Verify::Full).unwrap();
+    assert!(set.manifest().shards.len() > 3);
+
+    let again = run_ok(&[
+        "prepare",
+        "--input",
+        m.to_str().unwrap(),
+        "--tokenizer",
+        &t,
+        "--out",
+        &s,
+        "--seq-len",
+        "128",
+        "--shard-size",
+        "64K",
+    ]);
+    assert!(again.contains("already complete"), "{again}");
+
+    let report = run_ok(&["stats", &s]);
+    assert!(
+        report.contains(&format!("examples          {}", set.len())),
+        "{report}"
+    );
+    assert!(report.contains("\" the\""), "{report}");
+    let sql = run_ok(&[
+        "stats",
+        &s,
+        "--sql",
+        "SELECT SUM(length) AS tokens FROM examples",
+    ]);
+    assert!(
+        sql.contains(&set.manifest().totals.tokens.to_string()),
+        "{sql}"
+    );
+    let err = run_err(&["stats", &s, "--sql", "SELECT nope FROM examples"]);
+    assert!(err.contains("nope"), "{err}");
+
+    let pq = dir.path().join("pq");
+    let out = run_ok(&["export", &s, "--parquet", pq.to_str().unwrap()]);
+    assert!(
+        out.contains(&format!(
+            "wrote {} Parquet files",
+            set.manifest().shards.len()
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn thread_count_does_not_change_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = small_tokenizer(dir.path());
+    let mut outputs = Vec::new();
+    for threads in ["1", "3"] {
+        let out = dir.path().join(format!("t{threads}"));
+        run_ok(&[
+            "prepare",
+            "--input",
+            moby().to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--seq-len",
+            "64",
+            "--shard-size",
+            "100K",
+            "--threads",
+            threads,
+        ]);
+        outputs.push(files_of(&out));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+/// Every kind of bad input: counted with its reason, named in the summary, never lost.
+#[test]
+fn bad_inputs_are_counted_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = small_tokenizer(dir.path());
+    let input = dir.path().join("bad");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("good.txt"), "Call me Ishmael.").unwrap();
+    std::fs::write(input.join("latin1.txt"), b"caf\xe9 au lait").unwrap();
+    std::fs::write(input.join("empty.txt"), b"").unwrap();
+    std::fs::write(input.join("image.txt"), b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
+    std::fs::write(
+        input.join("lines.jsonl"),
+        "{\"text\": \"fine\"}\n{\"text\": \"oops\"\n{\"other\": 1}\n{\"text\": \"also fine\"}\n",
+    )
+    .unwrap();
+    let mut lines = String::new();
+    // Poorly compressible, so that the zstd stream has many blocks before the cut.
+    let mut x = 1u64;
+    for i in 0..20_000 {
+        x = cocolm_shared::hash::mix64(x);
+        lines.push_str(&format!(
+            "{{\"text\": \"document {i} {x:x} {:x}\"}}\n",
+            x.rotate_left(17)
+        ));
+    }
+    let z = zstd::encode_all(lines.as_bytes(), 3).unwrap();
+    std::fs::write(input.join("truncated.jsonl.zst"), &z[..z.len() / 2]).unwrap();
+    let mut big = std::fs::File::create(input.join("huge.jsonl")).unwrap();
+    big.write_all(b"{\"text\": \"").unwrap();
+    big.write_all(&vec![b'a'; 50 << 20]).unwrap();
+    big.write_all(b"\"}\n{\"text\": \"after the huge line\"}\n")
+        .unwrap();
+    drop(big);
+
+    let out_dir = dir.path().join("out");
+    let args = [
+        "prepare",
+        "--input",
+        input.to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--seq-len",
+        "32",
+    ];
+    let out = run_ok(&args);
+    for expected in [
+        "latin1.txt: 1 invalid utf-8",
+        "empty.txt: 1 empty document",
+        "image.txt: 1 binary content",
+        "lines.jsonl: 1 malformed json, 1 missing text field",
+        "line 2: malformed json",
+        "huge.jsonl: 1 document too large",
+        "line 1: document too large: 52428812 bytes exceed --max-doc-bytes 16777216",
+        "truncated.jsonl.zst: 1 truncated or corrupt compressed data",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let m = cocolm_shared::Manifest::read_dir(&out_dir).unwrap();
+    let per_input: BTreeMap<&str, (u64, u64)> = m
+        .inputs
+        .iter()
+        .map(|i| {
+            (
+                Path::new(&i.path).file_name().unwrap().to_str().unwrap(),
+                (i.documents_accepted, i.documents_rejected),
+            )
+        })
+        .collect();
+    assert_eq!(per_input["good.txt"], (1, 0));
+    assert_eq!(per_input["lines.jsonl"], (2, 2));
+    assert_eq!(per_input["huge.jsonl"], (1, 1));
+    let (acc, rej) = per_input["truncated.jsonl.zst"];
+    assert!(acc > 100 && rej == 1, "{acc} {rej}");
+    assert_eq!(
+        m.totals.documents_read,
+        m.totals.documents_accepted + m.totals.documents_rejected
+    );
+
+    let strict = dir.path().join("strict");
+    let mut strict_args = args.to_vec();
+    strict_args[6] = strict.to_str().unwrap();
+    strict_args.push("--strict");
+    let err = run_err(&strict_args);
+    assert!(
+        err.contains("empty.txt") && err.contains("rejected under --strict"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_or_unknown_inputs_are_errors_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = small_tokenizer(dir.path());
+    let out = dir.path().join("o");
+    let err = run_err(&[
+        "prepare",
+        "--input",
+        "/no/such/file.txt",
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("/no/such/file.txt"), "{err}");
+    let odd = dir.path().join("table.csv");
+    std::fs::write(&odd, "a,b").unwrap();
+    let err = run_err(&[
+        "prepare",
+        "--input",
+        odd.to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("table.csv") && err.contains("unknown input format"),
+        "{err}"
+    );
+    let bad_tok = dir.path().join("bad.json");
+    std::fs::write(&bad_tok, "{ not json").unwrap();
+    let err = run_err(&[
+        "prepare",
+        "--input",
+        moby().to_str().unwrap(),
+        "--tokenizer",
+        bad_tok.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("bad.json"), "{err}");
+}
+
+/// `kill -9` at arbitrary moments, then re-running the same command, ends with the same
+/// files as one uninterrupted run.
+#[test]
+fn kill_9_at_any_moment_then_resume_gives_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = small_tokenizer(dir.path());
+    // A corpus large enough to take a while: the bundled book eight times.
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    for copy in 0..8 {
+        std::fs::copy(moby(), corpus.join(format!("copy{copy}.jsonl.zst"))).unwrap();
+    }
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "prepare",
+            "--input",
+            corpus.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--seq-len",
+            "64",
+            "--shard-size",
+            "40K",
+            "--threads",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let reference = dir.path().join("reference");
+    let started = std::time::Instant::now();
+    let status = cocolm().args(args(&reference)).output().unwrap();
+    assert!(status.status.success());
+    let full = started.elapsed();
+
+    let out = dir.path().join("killed");
+    let mut kills = 0;
+    for attempt in 0..40u32 {
+        let mut child = cocolm()
+            .args(args(&out))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill somewhere between 10% and 90% of an uninterrupted run's duration.
+        let frac = 0.1 + 0.8 * ((attempt * 37 % 17) as f64 / 16.0);
+        std::thread::sleep(full.mul_f64(frac).min(Duration::from_secs(5)));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    let finish = cocolm().args(args(&out)).output().unwrap();
+    assert!(
+        finish.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finish.stderr)
+    );
+    assert!(kills >= 1, "the job finished before it could be killed");
+    assert_eq!(files_of(&out), files_of(&reference), "after {kills} kills");
+}
