@@ -130,7 +130,7 @@ impl Record {
 
     /// Check decoded bytes and turn them into a text record or a rejection.
     fn from_bytes(location: Option<Location>, bytes: Vec<u8>) -> Self {
-        if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        if let Some(at) = memchr::memchr(0, &bytes) {
             return Record::rejected(location, Reject::Binary, format!("NUL byte at offset {at}"));
         }
         match String::from_utf8(bytes) {

@@ -87,7 +87,7 @@ impl ParquetReader {
                 ),
             );
         }
-        if let Some(offset) = text.bytes().position(|b| b == 0) {
+        if let Some(offset) = memchr::memchr(0, text.as_bytes()) {
             return Record::rejected(at, Reject::Binary, format!("NUL byte at offset {offset}"));
         }
         Record::from_text(at, text.to_string())
