@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Where a loader stands: the next batch it yields is the one at `position` of the
 /// permutation of `epoch` under `seed`. Resuming from a cursor yields exactly the
 /// batches an uninterrupted run would have produced next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoaderCursor {
     /// Shuffle seed of the run.

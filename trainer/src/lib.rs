@@ -1,1 +1,32 @@
-//! placeholder
+//! The COCO-LM trainer: generator, corrective main model, losses, AdamW, training loop
+//! and checkpoints, on burn.
+//!
+//! - [`model`]: the encoder (2-D activations, T5 relative position bias), the generator
+//!   and the corrector sharing one token table ([`model::CocoLm`]);
+//! - [`loss`], [`sample`]: cross-entropy, copy BCE, SCL, and the replacement draw;
+//! - [`step`]: one training step ([`step::Trainer`]) and its [`step::StepMetrics`];
+//! - [`optim`]: the [`optim::Optimizer`] trait, [`optim::AdamW`], clipping, schedule;
+//! - [`checkpoint`]: atomic checkpoint directories and retention;
+//! - [`train`]: the loop ([`train::run`]) with metrics, checkpoints and resume;
+//! - [`hf`]: loading Hugging Face ELECTRA weights (the reference check);
+//! - [`bench`]: synthetic-batch step timing for `cocolm bench train`;
+//! - [`backend`]: the concrete backends.
+//!
+//! Modules are generic over `B: Backend`; only [`step`], [`train`] and [`bench`] need
+//! `B: AutodiffBackend`.
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod error;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod params;
+pub mod sample;
+pub mod step;
+
+#[cfg(test)]
+mod test_util;
+
+pub use backend::{CpuBackend, CpuInner};
+pub use error::{Error, Result};

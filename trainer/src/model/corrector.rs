@@ -1,0 +1,78 @@
+//! The main (corrective) model: encoder, copy head, CLM head, optional SCL head.
+
+use super::EncoderInput;
+use super::backbone::Backbone;
+use super::heads::{LmHead, Transform};
+use super::layers::Dense;
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+/// What one corrector pass over the corrupted batch produces.
+#[derive(Debug, Clone)]
+pub struct CorrectorOutput<B: Backend> {
+    /// Last hidden state `[batch · seq, H]`.
+    pub hidden: Tensor<B, 2>,
+    /// Copy logits ("this token is original"), `[batch · seq]` (pads included; callers
+    /// weight them out).
+    pub copy_logits: Tensor<B, 1>,
+    /// CLM logits at the masked positions, `[n_masked, vocab]`.
+    pub lm_logits: Tensor<B, 2>,
+}
+
+/// The corrective language model.
+#[derive(Module, Debug)]
+pub struct Corrector<B: Backend> {
+    /// Embeddings and encoder.
+    pub backbone: Backbone<B>,
+    /// `Linear(H, 1)`: is the token at this position the original one?
+    pub copy_head: Dense<B>,
+    /// CLM head: Dense → GELU → LayerNorm → tied decoder + bias.
+    pub lm_head: LmHead<B>,
+    /// SCL projection Dense → GELU → LayerNorm, when sequence contrastive learning is on.
+    pub scl_head: Option<Transform<B>>,
+}
+
+impl<B: Backend> Corrector<B> {
+    /// # Shapes
+    /// - `tokens`: `[vocab, H]`; `input.ids`: corrupted ids `[batch · seq]`
+    /// - `masked`: flat masked positions `[n_masked]`
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2>,
+        input: &EncoderInput<B>,
+        masked: Tensor<B, 1, Int>,
+    ) -> CorrectorOutput<B> {
+        let hidden = self.backbone.forward(tokens.clone(), input);
+        let rows = hidden.dims()[0];
+        let copy_logits = self.copy_head.forward(hidden.clone()).reshape([rows]);
+        let lm_logits = self
+            .lm_head
+            .forward(hidden.clone().select(0, masked), tokens);
+        CorrectorOutput {
+            hidden,
+            copy_logits,
+            lm_logits,
+        }
+    }
+
+    /// SCL view vectors of the first (`[CLS]`) position of every row, L2-normalised.
+    /// `None` when the model has no SCL head.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch · seq, H]` of a batch with `seq` columns
+    /// - output: `[batch, H]`
+    pub fn scl_views(
+        &self,
+        hidden: Tensor<B, 2>,
+        batch: usize,
+        seq: usize,
+    ) -> Option<Tensor<B, 2>> {
+        let head = self.scl_head.as_ref()?;
+        let device = hidden.device();
+        let cls = Tensor::<B, 1, Int>::arange_step(0..(batch * seq) as i64, seq, &device);
+        let z = head.forward(hidden.select(0, cls));
+        let norm = z.clone().square().sum_dim(1).add_scalar(1e-12).sqrt();
+        Some(z / norm)
+    }
+}

@@ -1,0 +1,616 @@
+//! One COCO-LM training step: generator, sampled replacements, corrector, losses,
+//! one backward pass through both models, gradient accumulation, clipping, AdamW.
+//!
+//! Loss of a micro-batch with `n_m` masked positions and `B` rows:
+//!
+//! ```text
+//! loss = (Σ_masked CE_gen + Σ_masked CE_clm · (1 − σ(copy)).detach()) / n_m
+//!        + copy_weight · mean_nonpad BCE_copy + scl_weight · SCL_sum / B
+//! ```
+//!
+//! which is COCO-LM's `(MLM_sum + 50·BCE_mean·n_m + Σ CE·w + SCL·n_m/B) / n_m` (and stays
+//! defined when a batch has no masked position).
+//!
+//! Every micro-step is a pure function of `(seed, step, micro-batch index)`: the backend
+//! RNG is reseeded from [`cocolm_shared::hash::seed_of`] before it, so dropout and
+//! sampling replay exactly after a resume.
+
+use crate::loss::{binary_cross_entropy_with_logits, contrastive_loss, cross_entropy};
+use crate::model::{CocoLm, EncoderInput};
+use crate::optim::{self, AdamW, AdamWConfig, LinearSchedule, Optimizer};
+use crate::params;
+use crate::sample::sample_categorical;
+use crate::{Error, Result};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use cocolm_shared::hash::seed_of;
+use cocolm_shared::{Batch, ModelConfig, RunConfig};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Domain tag mixed into the seed of the initial weights.
+const INIT_TAG: u64 = 0x696e_6974; // "init"
+
+/// Loss weights read from the training configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossWeights {
+    /// Weight of the copy (binary) loss.
+    pub copy: f64,
+    /// Weight of the SCL loss.
+    pub scl: f64,
+    /// SCL temperature.
+    pub scl_temperature: f64,
+}
+
+impl LossWeights {
+    /// The weights of a run configuration.
+    pub fn from_config(config: &RunConfig) -> Self {
+        Self {
+            copy: config.train.copy_weight,
+            scl: config.train.scl_weight,
+            scl_temperature: config.train.scl_temperature,
+        }
+    }
+}
+
+/// A [`Batch`] uploaded to a device, checked against the model.
+#[derive(Debug, Clone)]
+pub struct DeviceBatch<B: Backend> {
+    /// Masked input and its attention layout.
+    pub input: EncoderInput<B>,
+    /// Uncorrupted ids `[batch · seq]`.
+    pub original: Tensor<B, 1, Int>,
+    /// Flat masked positions `[n_masked]`.
+    pub masked: Tensor<B, 1, Int>,
+    /// Original ids at the masked positions `[n_masked]`.
+    pub targets: Tensor<B, 1, Int>,
+    /// 1 at real tokens, 0 at pads, `[batch · seq]`.
+    pub real: Tensor<B, 1>,
+    /// Number of masked positions.
+    pub n_masked: usize,
+    /// Number of real tokens.
+    pub n_real: usize,
+    /// The SCL crop, when the batch has one.
+    pub crop: Option<EncoderInput<B>>,
+}
+
+fn bad(batch: &Batch, field: &'static str, expected: impl ToString, got: impl ToString) -> Error {
+    Error::Batch {
+        seq: batch.seq,
+        field,
+        expected: expected.to_string(),
+        got: got.to_string(),
+    }
+}
+
+fn check_rows(
+    batch: &Batch,
+    field: &'static str,
+    ids: &[u32],
+    lengths: &[u32],
+    seq: usize,
+    model: &ModelConfig,
+) -> Result<()> {
+    let rows = batch.batch_size;
+    if seq == 0 || seq > model.max_positions {
+        return Err(bad(
+            batch,
+            field,
+            format!("1..={} columns", model.max_positions),
+            seq,
+        ));
+    }
+    if ids.len() != rows * seq {
+        return Err(bad(batch, field, format!("{rows}·{seq} ids"), ids.len()));
+    }
+    if lengths.len() != rows {
+        return Err(bad(batch, "lengths", rows, lengths.len()));
+    }
+    if let Some(&len) = lengths.iter().find(|&&l| l == 0 || l as usize > seq) {
+        return Err(bad(batch, "lengths", format!("1..={seq}"), len));
+    }
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= model.vocab_size) {
+        return Err(bad(
+            batch,
+            field,
+            format!("ids below vocab_size {}", model.vocab_size),
+            id,
+        ));
+    }
+    Ok(())
+}
+
+impl<B: Backend> DeviceBatch<B> {
+    /// Check `batch` against the model configuration and upload it.
+    pub fn upload(batch: &Batch, model: &ModelConfig, device: &B::Device) -> Result<Self> {
+        let (rows, seq) = (batch.batch_size, batch.seq_len);
+        if rows == 0 {
+            return Err(bad(batch, "batch_size", "at least 1 row", 0));
+        }
+        check_rows(
+            batch,
+            "input_ids",
+            &batch.input_ids,
+            &batch.lengths,
+            seq,
+            model,
+        )?;
+        check_rows(
+            batch,
+            "original_ids",
+            &batch.original_ids,
+            &batch.lengths,
+            seq,
+            model,
+        )?;
+        let mut previous = None;
+        for &p in &batch.masked_positions {
+            let (row, col) = (p as usize / seq, p as usize % seq);
+            if row >= rows || col >= batch.lengths[row] as usize || previous.is_some_and(|q| q >= p)
+            {
+                return Err(bad(
+                    batch,
+                    "masked_positions",
+                    "ascending positions inside the rows' lengths",
+                    p,
+                ));
+            }
+            previous = Some(p);
+        }
+        let crop = match &batch.crop {
+            Some(c) => {
+                check_rows(batch, "crop.ids", &c.ids, &c.lengths, c.seq_len, model)?;
+                Some(EncoderInput::new(
+                    &c.ids, &c.lengths, rows, c.seq_len, device,
+                ))
+            }
+            None if model.scl => {
+                return Err(bad(batch, "crop", "an SCL crop (model.scl is on)", "none"));
+            }
+            None => None,
+        };
+        let ints = |v: Vec<i64>| {
+            let n = v.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
+        let targets = batch
+            .masked_positions
+            .iter()
+            .map(|&p| batch.original_ids[p as usize] as i64)
+            .collect();
+        let real: Vec<f32> = batch.attention_mask().into_iter().map(f32::from).collect();
+        Ok(Self {
+            input: EncoderInput::new(&batch.input_ids, &batch.lengths, rows, seq, device),
+            original: ints(batch.original_ids.iter().map(|&i| i as i64).collect()),
+            masked: ints(batch.masked_positions.iter().map(|&p| p as i64).collect()),
+            targets: ints(targets),
+            real: Tensor::from_data(TensorData::new(real, [rows * seq]), device),
+            n_masked: batch.n_masked(),
+            n_real: batch.n_tokens(),
+            crop,
+        })
+    }
+}
+
+/// The differentiable pieces of a micro-batch loss.
+#[derive(Debug, Clone)]
+pub struct LossParts<B: Backend> {
+    /// Σ generator cross-entropy over masked positions (`None` without masked positions).
+    pub mlm_sum: Option<Tensor<B, 1>>,
+    /// Mean copy BCE over real tokens.
+    pub copy_mean: Tensor<B, 1>,
+    /// Σ CLM cross-entropy · (1 − σ(copy)).detach() over masked positions.
+    pub clm_sum: Option<Tensor<B, 1>>,
+    /// Σ SCL cross-entropy over the `2B` views, when SCL is on.
+    pub scl_sum: Option<Tensor<B, 1>>,
+    /// The total loss (see the module docs).
+    pub total: Tensor<B, 1>,
+}
+
+/// Counts and sums of one micro-batch, read back to the host in one transfer.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MicroStats {
+    /// Masked positions.
+    pub n_masked: f64,
+    /// Real tokens.
+    pub n_real: f64,
+    /// Rows.
+    pub rows: f64,
+    /// Σ generator CE.
+    pub mlm_sum: f64,
+    /// Generator argmax = original.
+    pub mlm_correct: f64,
+    /// Σ copy BCE over real tokens.
+    pub copy_sum: f64,
+    /// Copy predictions (logit > 0 ⇔ original) that are right, over real tokens.
+    pub copy_correct: f64,
+    /// Σ weighted CLM CE.
+    pub clm_sum: f64,
+    /// CLM argmax = original.
+    pub clm_correct: f64,
+    /// Masked positions whose sample differs from the original.
+    pub replaced: f64,
+    /// Σ SCL CE.
+    pub scl_sum: f64,
+    /// Total loss.
+    pub loss: f64,
+}
+
+impl std::ops::AddAssign for MicroStats {
+    fn add_assign(&mut self, o: Self) {
+        self.n_masked += o.n_masked;
+        self.n_real += o.n_real;
+        self.rows += o.rows;
+        self.mlm_sum += o.mlm_sum;
+        self.mlm_correct += o.mlm_correct;
+        self.copy_sum += o.copy_sum;
+        self.copy_correct += o.copy_correct;
+        self.clm_sum += o.clm_sum;
+        self.clm_correct += o.clm_correct;
+        self.replaced += o.replaced;
+        self.scl_sum += o.scl_sum;
+        self.loss += o.loss;
+    }
+}
+
+/// The forward pass of one micro-batch: losses and (still on the device) statistics.
+pub fn forward_loss<B: AutodiffBackend>(
+    model: &CocoLm<B>,
+    batch: &DeviceBatch<B>,
+    weights: &LossWeights,
+) -> (LossParts<B>, Tensor<B::InnerBackend, 1>) {
+    let device = batch.original.device();
+    let tokens = model.token_embedding.val();
+    let rows = batch.input.batch;
+    let scalar = |v: f64| Tensor::<B::InnerBackend, 1>::from_floats([v as f32], &device);
+    let zero = || scalar(0.0);
+
+    // Generator on the masked input, replacements drawn from its detached logits.
+    let (mlm, corrupted, labels) = if batch.n_masked > 0 {
+        let logits = model
+            .generator
+            .forward(tokens.clone(), &batch.input, batch.masked.clone());
+        let mlm_sum = cross_entropy(logits.clone(), batch.targets.clone()).sum();
+        let detached = logits.inner();
+        let targets = batch.targets.clone().inner();
+        let mlm_correct = detached
+            .clone()
+            .argmax(1)
+            .reshape([batch.n_masked])
+            .equal(targets.clone())
+            .float()
+            .sum();
+        let samples = sample_categorical(detached);
+        let replaced = samples.clone().not_equal(targets.clone()).float();
+        let corrupted = batch.original.clone().inner().select_assign(
+            0,
+            batch.masked.clone().inner(),
+            samples - targets,
+            IndexingUpdateOp::Add,
+        );
+        let labels = Tensor::<B::InnerBackend, 1>::ones([rows * batch.input.seq], &device)
+            .select_assign(
+                0,
+                batch.masked.clone().inner(),
+                replaced.clone().neg(),
+                IndexingUpdateOp::Add,
+            );
+        let stats = (mlm_sum.clone().inner(), mlm_correct, replaced.sum());
+        (
+            Some((mlm_sum, stats)),
+            Tensor::<B, 1, Int>::from_inner(corrupted),
+            labels,
+        )
+    } else {
+        let labels = Tensor::ones([rows * batch.input.seq], &device);
+        (None, batch.original.clone(), labels)
+    };
+
+    // Corrector on the corrupted input.
+    let input = batch.input.with_ids(corrupted);
+    let out = model
+        .corrector
+        .forward(tokens.clone(), &input, batch.masked.clone());
+    let labels_ad = Tensor::<B, 1>::from_inner(labels.clone());
+    let copy_terms =
+        binary_cross_entropy_with_logits(out.copy_logits.clone(), labels_ad) * batch.real.clone();
+    let copy_sum = copy_terms.sum();
+    let copy_mean = copy_sum.clone().div_scalar(batch.n_real as f64);
+    let copy_logits = out.copy_logits.clone().inner();
+    let copy_correct = (copy_logits.clone().greater_elem(0.0).float() - labels)
+        .abs()
+        .neg()
+        .add_scalar(1.0)
+        .mul(batch.real.clone().inner())
+        .sum();
+
+    let clm = (batch.n_masked > 0).then(|| {
+        let ce = cross_entropy(out.lm_logits.clone(), batch.targets.clone());
+        let copy_at_masked = copy_logits.select(0, batch.masked.clone().inner());
+        let weight = sigmoid(copy_at_masked).neg().add_scalar(1.0);
+        let clm_sum = (ce * Tensor::from_inner(weight)).sum();
+        let correct = out
+            .lm_logits
+            .clone()
+            .inner()
+            .argmax(1)
+            .reshape([batch.n_masked])
+            .equal(batch.targets.clone().inner())
+            .float()
+            .sum();
+        (clm_sum, correct)
+    });
+
+    let scl_sum = batch.crop.as_ref().and_then(|crop| {
+        let hidden = model.corrector.backbone.forward(tokens, crop);
+        let a = model
+            .corrector
+            .scl_views(out.hidden.clone(), rows, batch.input.seq)?;
+        let b = model.corrector.scl_views(hidden, rows, crop.seq)?;
+        Some(contrastive_loss(
+            Tensor::cat(vec![a, b], 0),
+            weights.scl_temperature,
+        ))
+    });
+
+    let per_masked = 1.0 / batch.n_masked.max(1) as f64;
+    let mut total = copy_mean.clone().mul_scalar(weights.copy);
+    if let Some((mlm_sum, _)) = &mlm {
+        total = total + mlm_sum.clone().mul_scalar(per_masked);
+    }
+    if let Some((clm_sum, _)) = &clm {
+        total = total + clm_sum.clone().mul_scalar(per_masked);
+    }
+    if let Some(scl) = &scl_sum {
+        total = total + scl.clone().mul_scalar(weights.scl / rows as f64);
+    }
+
+    let (mlm_sum_v, mlm_correct, replaced) = mlm
+        .as_ref()
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| (zero(), zero(), zero()));
+    let (clm_sum_v, clm_correct) = clm
+        .as_ref()
+        .map(|(s, c)| (s.clone().inner(), c.clone()))
+        .unwrap_or_else(|| (zero(), zero()));
+    let stats = Tensor::cat(
+        vec![
+            scalar(batch.n_masked as f64),
+            scalar(batch.n_real as f64),
+            scalar(rows as f64),
+            mlm_sum_v,
+            mlm_correct,
+            copy_sum.inner(),
+            copy_correct,
+            clm_sum_v,
+            clm_correct,
+            replaced,
+            scl_sum.clone().map_or_else(zero, |s| s.inner()),
+            total.clone().inner(),
+        ],
+        0,
+    );
+    let parts = LossParts {
+        mlm_sum: mlm.map(|(s, _)| s),
+        copy_mean,
+        clm_sum: clm.map(|(s, _)| s),
+        scl_sum,
+        total,
+    };
+    (parts, stats)
+}
+
+/// Read the statistics tensor of [`forward_loss`] back to the host.
+pub fn read_stats<B: Backend>(stats: Tensor<B, 1>) -> MicroStats {
+    let v = params::tensor_to_vec(stats);
+    MicroStats {
+        n_masked: v[0] as f64,
+        n_real: v[1] as f64,
+        rows: v[2] as f64,
+        mlm_sum: v[3] as f64,
+        mlm_correct: v[4] as f64,
+        copy_sum: v[5] as f64,
+        copy_correct: v[6] as f64,
+        clm_sum: v[7] as f64,
+        clm_correct: v[8] as f64,
+        replaced: v[9] as f64,
+        scl_sum: v[10] as f64,
+        loss: v[11] as f64,
+    }
+}
+
+/// What one optimiser step reports (one line of `metrics.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Optimiser steps completed, this one included.
+    pub step: u64,
+    /// Total loss (mean over the micro-batches).
+    pub loss: f64,
+    /// Generator MLM cross-entropy per masked token.
+    pub mlm_loss: f64,
+    /// Generator argmax accuracy at masked positions.
+    pub mlm_accuracy: f64,
+    /// Copy BCE per real token.
+    pub copy_loss: f64,
+    /// Copy accuracy over real tokens.
+    pub copy_accuracy: f64,
+    /// Weighted CLM cross-entropy per masked token (the term in the loss).
+    pub clm_loss: f64,
+    /// CLM argmax accuracy at masked positions.
+    pub clm_accuracy: f64,
+    /// Fraction of masked positions whose sampled token differs from the original.
+    pub replaced_fraction: f64,
+    /// SCL loss per row (`Σ over 2B views / B`), when SCL is on.
+    pub scl_loss: Option<f64>,
+    /// Learning rate used by this step.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Real tokens of the step (all micro-batches).
+    pub tokens: u64,
+    /// Masked tokens of the step.
+    pub masked: u64,
+    /// Wall time of the step, data loading excluded.
+    pub step_ms: f64,
+    /// Real tokens per second of compute.
+    pub tokens_per_s: f64,
+    /// Fraction of wall time spent waiting for batches (filled in by the loop).
+    pub data_wait_fraction: Option<f64>,
+}
+
+/// The model, its optimiser and schedule, and the step counter.
+pub struct Trainer<B: AutodiffBackend> {
+    model: CocoLm<B>,
+    optimizer: AdamW<B::InnerBackend>,
+    schedule: LinearSchedule,
+    config: RunConfig,
+    weights: LossWeights,
+    step: u64,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// A fresh model (seeded from `train.seed`), zero optimiser state, step 0.
+    pub fn new(config: &RunConfig, device: &B::Device) -> Result<Self> {
+        B::seed(device, seed_of(&[config.train.seed, INIT_TAG]));
+        let model = CocoLm::init(&config.model, device)?;
+        let optimizer = AdamW::new(
+            params::param_specs(&model),
+            AdamWConfig::from_train_config(&config.train),
+            device,
+        );
+        Ok(Self {
+            model,
+            optimizer,
+            schedule: LinearSchedule {
+                peak: config.train.lr,
+                warmup: config.train.warmup_steps,
+                total: config.train.steps,
+            },
+            weights: LossWeights::from_config(config),
+            config: config.clone(),
+            step: 0,
+            device: device.clone(),
+        })
+    }
+
+    /// Optimiser steps completed.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The model.
+    pub fn model(&self) -> &CocoLm<B> {
+        &self.model
+    }
+
+    /// The configuration the trainer was built with.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// The optimiser.
+    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        &self.optimizer
+    }
+
+    /// Replace model, optimiser state and step (resuming from a checkpoint).
+    pub fn restore(
+        &mut self,
+        step: u64,
+        model: Vec<params::NamedTensor>,
+        optimizer: optim::OptimizerState,
+        source: &std::path::Path,
+    ) -> Result<()> {
+        self.model = params::import(self.model.clone(), model, source, &self.device)?;
+        self.optimizer.load_state(optimizer, source)?;
+        self.step = step;
+        Ok(())
+    }
+
+    /// One optimiser step over `micro_batches` (as many as `train.grad_accum`).
+    ///
+    /// Nothing is applied when the loss or the gradient norm is not finite
+    /// ([`Error::NonFinite`], `last_checkpoint` left empty for the caller to fill).
+    pub fn train_step(&mut self, micro_batches: &[Batch]) -> Result<StepMetrics> {
+        let started = Instant::now();
+        if micro_batches.len() != self.config.train.grad_accum {
+            return Err(Error::config(
+                "train.grad_accum",
+                format!(
+                    "{} micro-batches per step, got {}",
+                    self.config.train.grad_accum,
+                    micro_batches.len()
+                ),
+            ));
+        }
+        let mut sum: Option<optim::Gradients<B::InnerBackend>> = None;
+        let mut stats = MicroStats::default();
+        for (index, batch) in micro_batches.iter().enumerate() {
+            B::seed(
+                &self.device,
+                seed_of(&[self.config.train.seed, self.step, index as u64]),
+            );
+            let device_batch = DeviceBatch::upload(batch, &self.config.model, &self.device)?;
+            let (parts, micro_stats) = forward_loss(&self.model, &device_batch, &self.weights);
+            let micro = read_stats(micro_stats);
+            if !micro.loss.is_finite() {
+                return Err(self.non_finite("loss", micro.loss));
+            }
+            stats += micro;
+            let grads = params::gradients(&self.model, &parts.total.backward());
+            match &mut sum {
+                Some(sum) => optim::accumulate(sum, grads),
+                None => sum = Some(grads),
+            }
+        }
+        let grads = sum.unwrap_or_default();
+        let accum = micro_batches.len() as f64;
+        let grad_norm = optim::global_norm(&grads) / accum;
+        if !grad_norm.is_finite() {
+            return Err(self.non_finite("gradient norm", grad_norm));
+        }
+        let grad_scale = optim::clip_factor(grad_norm, self.config.train.clip_norm) / accum;
+        let lr = self.schedule.lr(self.step);
+        let values = params::flat_values(&self.model);
+        let updated = self.optimizer.step(values, &grads, lr, grad_scale);
+        self.model = params::set_flat_values(self.model.clone(), updated);
+        self.step += 1;
+
+        let elapsed = started.elapsed().as_secs_f64();
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Ok(StepMetrics {
+            step: self.step,
+            loss: stats.loss / accum,
+            mlm_loss: ratio(stats.mlm_sum, stats.n_masked),
+            mlm_accuracy: ratio(stats.mlm_correct, stats.n_masked),
+            copy_loss: ratio(stats.copy_sum, stats.n_real),
+            copy_accuracy: ratio(stats.copy_correct, stats.n_real),
+            clm_loss: ratio(stats.clm_sum, stats.n_masked),
+            clm_accuracy: ratio(stats.clm_correct, stats.n_masked),
+            replaced_fraction: ratio(stats.replaced, stats.n_masked),
+            scl_loss: self
+                .config
+                .model
+                .scl
+                .then(|| ratio(stats.scl_sum, stats.rows)),
+            lr,
+            grad_norm,
+            tokens: stats.n_real as u64,
+            masked: stats.n_masked as u64,
+            step_ms: elapsed * 1e3,
+            tokens_per_s: ratio(stats.n_real, elapsed),
+            data_wait_fraction: None,
+        })
+    }
+
+    fn non_finite(&self, what: &'static str, value: f64) -> Error {
+        Error::NonFinite {
+            step: self.step,
+            what,
+            value,
+            last_checkpoint: None,
+        }
+    }
+}
