@@ -18,12 +18,14 @@
 
 pub mod backend;
 pub mod error;
+pub mod hf;
 pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod params;
 pub mod sample;
 pub mod step;
+pub mod tensor_file;
 
 #[cfg(test)]
 mod test_util;
