@@ -17,6 +17,8 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod bench;
+pub mod checkpoint;
 pub mod error;
 pub mod hf;
 pub mod loss;
@@ -26,6 +28,7 @@ pub mod params;
 pub mod sample;
 pub mod step;
 pub mod tensor_file;
+pub mod train;
 
 #[cfg(test)]
 mod test_util;

@@ -309,9 +309,7 @@ pub fn forward_loss<B: AutodiffBackend>(
 
     // Corrector on the corrupted input.
     let input = batch.input.with_ids(corrupted);
-    let out = model
-        .corrector
-        .forward(tokens.clone(), &input, batch.masked.clone());
+    let out = model.corrector.forward(tokens.clone(), &input);
     let labels_ad = Tensor::<B, 1>::from_inner(labels.clone());
     let copy_terms =
         binary_cross_entropy_with_logits(out.copy_logits.clone(), labels_ad) * batch.real.clone();
@@ -326,13 +324,15 @@ pub fn forward_loss<B: AutodiffBackend>(
         .sum();
 
     let clm = (batch.n_masked > 0).then(|| {
-        let ce = cross_entropy(out.lm_logits.clone(), batch.targets.clone());
+        let lm_logits =
+            model
+                .corrector
+                .lm_logits(out.hidden.clone(), tokens.clone(), batch.masked.clone());
+        let ce = cross_entropy(lm_logits.clone(), batch.targets.clone());
         let copy_at_masked = copy_logits.select(0, batch.masked.clone().inner());
         let weight = sigmoid(copy_at_masked).neg().add_scalar(1.0);
         let clm_sum = (ce * Tensor::from_inner(weight)).sum();
-        let correct = out
-            .lm_logits
-            .clone()
+        let correct = lm_logits
             .inner()
             .argmax(1)
             .reshape([batch.n_masked])
@@ -611,6 +611,230 @@ impl<B: AutodiffBackend> Trainer<B> {
             what,
             value,
             last_checkpoint: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+    use crate::bench::{Content, Synthetic};
+    use crate::test_util::{rng_lock, tiny_config};
+    use std::collections::BTreeMap;
+
+    type B = CpuBackend;
+
+    fn batch(config: &RunConfig, index: u64) -> Batch {
+        Synthetic {
+            batch_size: 3,
+            seq_len: 12,
+            vocab_size: config.model.vocab_size,
+            mask_prob: 0.3,
+            seed: 5,
+            content: Content::Progressions,
+            ragged: true,
+            crop_fraction: config.model.scl.then_some(0.9),
+        }
+        .batch(index)
+    }
+
+    /// L1 norm of the gradient of every parameter that has one.
+    fn grad_norms(model: &CocoLm<B>, loss: Tensor<B, 1>) -> BTreeMap<String, f32> {
+        let grads = loss.backward();
+        params::param_specs(model)
+            .into_iter()
+            .zip(params::gradients(model, &grads))
+            .filter_map(|(spec, g)| g.map(|g| (spec.name, g.abs().sum().into_scalar())))
+            .collect()
+    }
+
+    fn has_grad(norms: &BTreeMap<String, f32>, prefix: &str) -> bool {
+        norms
+            .iter()
+            .any(|(name, &n)| name.starts_with(prefix) && n > 0.0)
+    }
+
+    #[test]
+    fn gradient_flows_only_where_it_should() {
+        let _guard = rng_lock();
+        let mut config = tiny_config();
+        config.model.scl = true;
+        let device = Default::default();
+        B::seed(&device, 1);
+        let model = CocoLm::<B>::init(&config.model, &device).unwrap();
+        let b = DeviceBatch::upload(&batch(&config, 0), &config.model, &device).unwrap();
+        let weights = LossWeights::from_config(&config);
+        // A fresh graph per backward pass; `pick` chooses the loss terms.
+        let grads_of = |pick: &dyn Fn(LossParts<B>) -> Tensor<B, 1>| {
+            grad_norms(&model, pick(forward_loss(&model, &b, &weights).0))
+        };
+
+        // The generator learns from its MLM loss only: with the MLM term left out
+        // (weight 0), its layers get no gradient through the sampled replacements.
+        let without_mlm = grads_of(&|p| p.copy_mean + p.clm_sum.unwrap() + p.scl_sum.unwrap());
+        assert!(!has_grad(&without_mlm, "generator."), "{without_mlm:?}");
+        assert!(has_grad(&without_mlm, "token_embedding"));
+        assert!(has_grad(&without_mlm, "corrector.backbone.encoder"));
+        assert!(has_grad(&without_mlm, "corrector.scl_head"));
+
+        let mlm_only = grads_of(&|p| p.mlm_sum.unwrap());
+        assert!(has_grad(&mlm_only, "generator.backbone.encoder"));
+        assert!(has_grad(&mlm_only, "generator.head"));
+        assert!(has_grad(&mlm_only, "token_embedding"));
+        assert!(!has_grad(&mlm_only, "corrector."));
+
+        // The CLM weight 1 − σ(copy) is detached: CLM alone does not train the copy head.
+        let clm_only = grads_of(&|p| p.clm_sum.unwrap());
+        assert!(!has_grad(&clm_only, "corrector.copy_head"));
+        assert!(has_grad(&clm_only, "corrector.lm_head"));
+        let copy_only = grads_of(&|p| p.copy_mean);
+        assert!(has_grad(&copy_only, "corrector.copy_head"));
+        assert!(!has_grad(&copy_only, "corrector.lm_head"));
+    }
+
+    #[test]
+    fn total_combines_the_parts_as_documented() {
+        let _guard = rng_lock();
+        let mut config = tiny_config();
+        config.model.scl = true;
+        config.train.copy_weight = 7.0;
+        config.train.scl_weight = 0.5;
+        let device = Default::default();
+        B::seed(&device, 2);
+        let model = CocoLm::<B>::init(&config.model, &device).unwrap();
+        let raw = batch(&config, 1);
+        let b = DeviceBatch::upload(&raw, &config.model, &device).unwrap();
+        let (parts, stats) = forward_loss(&model, &b, &LossWeights::from_config(&config));
+        let s = read_stats(stats);
+        let v = |t: Tensor<B, 1>| t.into_scalar() as f64;
+        let n_m = raw.n_masked() as f64;
+        let want = (v(parts.mlm_sum.unwrap()) + v(parts.clm_sum.unwrap())) / n_m
+            + 7.0 * v(parts.copy_mean.clone())
+            + 0.5 * v(parts.scl_sum.unwrap()) / 3.0;
+        assert!((v(parts.total) - want).abs() < 1e-4 * want.abs());
+        assert_eq!(s.n_masked, n_m);
+        assert_eq!(s.n_real, raw.n_tokens() as f64);
+        assert!((s.copy_sum / s.n_real - v(parts.copy_mean)).abs() < 1e-5);
+        assert!(s.replaced <= s.n_masked);
+    }
+
+    #[test]
+    fn clm_terms_are_weighted_by_one_minus_sigmoid_copy() {
+        // By hand: CE values 2 and 1 with copy logits 0 and ln 3 → weights 1/2 and 1/4.
+        let device = Default::default();
+        type I = crate::CpuInner;
+        let ce = Tensor::<I, 1>::from_floats([2.0, 1.0], &device);
+        let copy = Tensor::<I, 1>::from_floats([0.0, 3f32.ln()], &device);
+        let weighted = (ce * sigmoid(copy).neg().add_scalar(1.0))
+            .sum()
+            .into_scalar();
+        assert!((weighted - (1.0 + 0.25)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn padding_does_not_change_real_positions() {
+        let config = tiny_config();
+        let device = Default::default();
+        type I = crate::CpuInner;
+        let model = CocoLm::<I>::init(&config.model, &device).unwrap();
+        let raw = batch(&config, 2);
+        let mut other = raw.clone();
+        for (r, &len) in raw.lengths.iter().enumerate() {
+            for s in len as usize..raw.seq_len {
+                other.input_ids[r * raw.seq_len + s] = 7 + s as u32;
+            }
+        }
+        let hidden = |b: &Batch| {
+            let input =
+                EncoderInput::<I>::new(&b.input_ids, &b.lengths, b.batch_size, b.seq_len, &device);
+            let h = model
+                .corrector
+                .backbone
+                .forward(model.token_embedding.val(), &input);
+            params::tensor_to_vec(h)
+        };
+        let (a, c) = (hidden(&raw), hidden(&other));
+        let hdim = config.model.hidden_size;
+        for (r, &len) in raw.lengths.iter().enumerate() {
+            let span = r * raw.seq_len * hdim..(r * raw.seq_len + len as usize) * hdim;
+            for k in span {
+                assert!(
+                    (a[k] - c[k]).abs() < 1e-5,
+                    "row {r} changed with its padding"
+                );
+            }
+        }
+        assert!(
+            raw.lengths.iter().any(|&l| (l as usize) < raw.seq_len),
+            "the batch has padding"
+        );
+    }
+
+    #[test]
+    fn inconsistent_batches_are_rejected() {
+        let config = tiny_config();
+        let device = Default::default();
+        let good = batch(&config, 3);
+        let upload = |b: &Batch| {
+            DeviceBatch::<crate::CpuInner>::upload(b, &config.model, &device).map(|_| ())
+        };
+        upload(&good).unwrap();
+
+        let mut b = good.clone();
+        let row = b
+            .lengths
+            .iter()
+            .position(|&l| (l as usize) < b.seq_len)
+            .unwrap();
+        b.masked_positions = vec![(row * b.seq_len + b.seq_len - 1) as u32];
+        assert!(
+            upload(&b)
+                .unwrap_err()
+                .to_string()
+                .contains("masked_positions")
+        );
+
+        let mut b = good.clone();
+        b.input_ids[0] = config.model.vocab_size as u32;
+        assert!(upload(&b).unwrap_err().to_string().contains("input_ids"));
+
+        let mut b = good.clone();
+        b.lengths[0] = 0;
+        assert!(upload(&b).unwrap_err().to_string().contains("lengths"));
+
+        let mut b = good.clone();
+        b.original_ids.pop();
+        assert!(upload(&b).unwrap_err().to_string().contains("original_ids"));
+
+        let mut b = good;
+        b.masked_positions.reverse();
+        if b.masked_positions.len() > 1 {
+            assert!(upload(&b).is_err());
+        }
+    }
+
+    #[test]
+    fn a_batch_without_masks_still_trains_the_copy_head() {
+        let _guard = rng_lock();
+        let config = tiny_config();
+        let device = Default::default();
+        let mut trainer = Trainer::<B>::new(&config, &device).unwrap();
+        let mut b = batch(&config, 4);
+        b.input_ids.clone_from(&b.original_ids);
+        b.masked_positions.clear();
+        let m = trainer.train_step(&[b]).unwrap();
+        assert_eq!(m.masked, 0);
+        assert!(m.loss.is_finite() && m.copy_loss > 0.0 && m.mlm_loss == 0.0);
+    }
+
+    #[test]
+    fn weight_decay_skips_biases_and_layer_norms() {
+        let config = tiny_config();
+        let trainer = Trainer::<B>::new(&config, &Default::default()).unwrap();
+        for (name, decay) in trainer.optimizer().decay_mask() {
+            let vector = name.ends_with(".bias") || name.contains("norm.");
+            assert_eq!(decay, !vector, "{name}");
         }
     }
 }

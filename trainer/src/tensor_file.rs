@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
-/// All tensors of a safetensors file; every tensor must be `F32`.
+/// All tensors of a safetensors file, sorted by name; every tensor must be `F32`.
 pub fn read(path: &Path) -> Result<Vec<NamedTensor>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Safetensors {
@@ -35,6 +35,7 @@ pub fn read(path: &Path) -> Result<Vec<NamedTensor>> {
             data,
         });
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 

@@ -16,8 +16,6 @@ pub struct CorrectorOutput<B: Backend> {
     /// Copy logits ("this token is original"), `[batch · seq]` (pads included; callers
     /// weight them out).
     pub copy_logits: Tensor<B, 1>,
-    /// CLM logits at the masked positions, `[n_masked, vocab]`.
-    pub lm_logits: Tensor<B, 2>,
 }
 
 /// The corrective language model.
@@ -34,26 +32,32 @@ pub struct Corrector<B: Backend> {
 }
 
 impl<B: Backend> Corrector<B> {
+    /// Hidden states and copy logits of the corrupted input.
+    ///
     /// # Shapes
     /// - `tokens`: `[vocab, H]`; `input.ids`: corrupted ids `[batch · seq]`
-    /// - `masked`: flat masked positions `[n_masked]`
-    pub fn forward(
-        &self,
-        tokens: Tensor<B, 2>,
-        input: &EncoderInput<B>,
-        masked: Tensor<B, 1, Int>,
-    ) -> CorrectorOutput<B> {
-        let hidden = self.backbone.forward(tokens.clone(), input);
+    pub fn forward(&self, tokens: Tensor<B, 2>, input: &EncoderInput<B>) -> CorrectorOutput<B> {
+        let hidden = self.backbone.forward(tokens, input);
         let rows = hidden.dims()[0];
         let copy_logits = self.copy_head.forward(hidden.clone()).reshape([rows]);
-        let lm_logits = self
-            .lm_head
-            .forward(hidden.clone().select(0, masked), tokens);
         CorrectorOutput {
             hidden,
             copy_logits,
-            lm_logits,
         }
+    }
+
+    /// CLM logits at the masked positions only (at least one).
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch · seq, H]`; `tokens`: `[vocab, H]`; `masked`: `[n_masked]`
+    /// - output: `[n_masked, vocab]`
+    pub fn lm_logits(
+        &self,
+        hidden: Tensor<B, 2>,
+        tokens: Tensor<B, 2>,
+        masked: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 2> {
+        self.lm_head.forward(hidden.select(0, masked), tokens)
     }
 
     /// SCL view vectors of the first (`[CLS]`) position of every row, L2-normalised.

@@ -19,7 +19,7 @@ pub struct Generator<B: Backend> {
 }
 
 impl<B: Backend> Generator<B> {
-    /// MLM logits at the masked positions.
+    /// MLM logits at the masked positions (at least one).
     ///
     /// # Shapes
     /// - `tokens`: `[vocab, H]`; `input.ids`: `[batch · seq]` (masked input)
