@@ -28,9 +28,9 @@ const FIRST_ORDINARY: u32 = 5;
 pub enum Content {
     /// Uniformly random ids.
     Random,
-    /// `start, start + d, start + 2d, …` (mod the ordinary range), `d ∈ {1, 2}`: every
-    /// masked token follows from its neighbours.
-    Progressions,
+    /// A random motif of one or two tokens repeated along the row: every masked token
+    /// can be copied from a neighbour at distance 1 or 2.
+    Motifs,
 }
 
 /// A family of synthetic batches; batch `i` is a pure function of `(seed, i)`.
@@ -82,14 +82,14 @@ impl Synthetic {
             } else {
                 seq
             };
-            let start = rng.random_range(0..ordinary);
-            let step = rng.random_range(1..=2);
+            let motif = [rng.random_range(0..ordinary), rng.random_range(0..ordinary)];
+            let period = rng.random_range(1..=2);
             let row = &mut batch.original_ids[r * seq..r * seq + len];
             row[0] = SPECIALS.cls;
             for (s, id) in row.iter_mut().enumerate().skip(1) {
                 *id = match self.content {
                     Content::Random => FIRST_ORDINARY + rng.random_range(0..ordinary),
-                    Content::Progressions => FIRST_ORDINARY + (start + step * s as u32) % ordinary,
+                    Content::Motifs => FIRST_ORDINARY + motif[(s - 1) % period],
                 };
             }
             if len > 1 {
@@ -238,7 +238,7 @@ mod tests {
             vocab_size: 40,
             mask_prob: 0.3,
             seed: 9,
-            content: Content::Progressions,
+            content: Content::Motifs,
             ragged: true,
             crop_fraction: Some(0.9),
         }

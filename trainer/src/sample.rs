@@ -1,20 +1,20 @@
 //! Drawing the generator's replacement tokens.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 
-/// One token per row drawn from `softmax(logits)` by inverse CDF: the first class whose
-/// cumulative probability reaches `u · total`, `u ~ U[0, 1)` from the backend RNG (one
-/// uniform per row). Call it on detached `f32` logits; no gradient flows through a draw.
+/// One class per row drawn from the probabilities `probs` by inverse CDF: the first class
+/// whose cumulative probability reaches `u · total`, `u ~ U[0, 1)` from the backend RNG
+/// (one uniform per row). Pass detached `f32` probabilities (the softmax of the
+/// generator's logits); no gradient flows through a draw.
 ///
 /// # Shapes
-/// - `logits`: `[rows, classes]`
+/// - `probs`: `[rows, classes]`, rows summing to about 1
 /// - output: `[rows]`
-pub fn sample_categorical<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 1, Int> {
-    let [rows, classes] = logits.dims();
-    let device = logits.device();
-    let cdf = softmax(logits, 1).cumsum(1);
+pub fn sample_categorical<B: Backend>(probs: Tensor<B, 2>) -> Tensor<B, 1, Int> {
+    let [rows, classes] = probs.dims();
+    let device = probs.device();
+    let cdf = probs.cumsum(1);
     let total = cdf.clone().narrow(1, classes - 1, 1);
     let u = Tensor::<B, 2>::random([rows, 1], Distribution::Uniform(0.0, 1.0), &device) * total;
     let below = cdf.lower(u).float().sum_dim(1);
@@ -33,15 +33,11 @@ mod tests {
         let device = Default::default();
         CpuInner::seed(&device, 7);
         let p = [0.1f32, 0.6, 0.0, 0.3];
-        let logits: Vec<f32> = p
-            .iter()
-            .map(|x| if *x == 0.0 { -1e9 } else { x.ln() })
-            .collect();
         let rows = 20_000;
-        let logits = Tensor::<CpuInner, 1>::from_floats(logits.as_slice(), &device)
+        let probs = Tensor::<CpuInner, 1>::from_floats(p, &device)
             .unsqueeze::<2>()
             .repeat_dim(0, rows);
-        let draws = sample_categorical(logits)
+        let draws = sample_categorical(probs)
             .into_data()
             .convert::<i64>()
             .to_vec::<i64>()

@@ -266,22 +266,23 @@ pub fn forward_loss<B: AutodiffBackend>(
     let scalar = |v: f64| Tensor::<B::InnerBackend, 1>::from_floats([v as f32], &device);
     let zero = || scalar(0.0);
 
-    // Generator on the masked input, replacements drawn from its detached logits.
+    // Generator on the masked input, replacements drawn from its (detached) softmax.
     let (mlm, corrupted, labels) = if batch.n_masked > 0 {
         let logits = model
             .generator
             .forward(tokens.clone(), &batch.input, batch.masked.clone());
-        let mlm_sum = cross_entropy(logits.clone(), batch.targets.clone()).sum();
-        let detached = logits.inner();
+        let (mlm_ce, probs) = cross_entropy(logits, batch.targets.clone());
+        let mlm_sum = mlm_ce.sum();
+        let probs = probs.inner();
         let targets = batch.targets.clone().inner();
-        let mlm_correct = detached
+        let mlm_correct = probs
             .clone()
             .argmax(1)
             .reshape([batch.n_masked])
             .equal(targets.clone())
             .float()
             .sum();
-        let samples = sample_categorical(detached);
+        let samples = sample_categorical(probs);
         let replaced = samples.clone().not_equal(targets.clone()).float();
         let corrupted = batch.original.clone().inner().select_assign(
             0,
@@ -328,7 +329,7 @@ pub fn forward_loss<B: AutodiffBackend>(
             model
                 .corrector
                 .lm_logits(out.hidden.clone(), tokens.clone(), batch.masked.clone());
-        let ce = cross_entropy(lm_logits.clone(), batch.targets.clone());
+        let (ce, _) = cross_entropy(lm_logits.clone(), batch.targets.clone());
         let copy_at_masked = copy_logits.select(0, batch.masked.clone().inner());
         let weight = sigmoid(copy_at_masked).neg().add_scalar(1.0);
         let clm_sum = (ce * Tensor::from_inner(weight)).sum();
@@ -632,7 +633,7 @@ mod tests {
             vocab_size: config.model.vocab_size,
             mask_prob: 0.3,
             seed: 5,
-            content: Content::Progressions,
+            content: Content::Motifs,
             ragged: true,
             crop_fraction: config.model.scl.then_some(0.9),
         }

@@ -2,6 +2,7 @@
 //! the outputs `transformers` computed (`tests/data/electra-tiny`, see its README entry in
 //! `../shared/README.md`).
 
+use crate::rng_lock;
 use burn::tensor::{Int, Tensor, TensorData};
 use cocolm_shared::ModelConfig;
 use cocolm_trainer::CpuInner;
@@ -138,6 +139,7 @@ fn rows_of(t: Tensor<B, 2>, rows: &[usize]) -> Vec<f32> {
 
 #[test]
 fn discriminator_reproduces_hugging_face() {
+    let _guard = rng_lock();
     let device = Default::default();
     let io = Io::load();
     let model = CocoLm::<B>::init(&electra_tiny(), &device).unwrap();
@@ -165,6 +167,7 @@ fn discriminator_reproduces_hugging_face() {
 
 #[test]
 fn generator_reproduces_hugging_face() {
+    let _guard = rng_lock();
     let device = Default::default();
     let io = Io::load();
     let model = CocoLm::<B>::init(&electra_tiny(), &device).unwrap();
@@ -188,6 +191,7 @@ fn generator_reproduces_hugging_face() {
 
 #[test]
 fn wrong_depth_is_an_error_naming_the_tensor() {
+    let _guard = rng_lock();
     let device = Default::default();
     let config = ModelConfig {
         num_layers: 3,

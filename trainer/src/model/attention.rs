@@ -4,9 +4,9 @@
 //! score computation is 4-D (`[batch, heads, seq, seq]`).
 
 use super::layers::{Dense, dropout};
+use crate::loss::softmax;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 
 /// Scaled dot-product self-attention with an additive score bias.

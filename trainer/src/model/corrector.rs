@@ -76,7 +76,12 @@ impl<B: Backend> Corrector<B> {
         let device = hidden.device();
         let cls = Tensor::<B, 1, Int>::arange_step(0..(batch * seq) as i64, seq, &device);
         let z = head.forward(hidden.select(0, cls));
-        let norm = z.clone().square().sum_dim(1).add_scalar(1e-12).sqrt();
-        Some(z / norm)
+        let inverse_norm = z
+            .clone()
+            .square()
+            .sum_dim(1)
+            .add_scalar(1e-12)
+            .powf_scalar(-0.5);
+        Some(z * inverse_norm)
     }
 }

@@ -56,7 +56,8 @@ impl<B: Backend> Dense<B> {
     }
 }
 
-/// Layer normalisation over the last dimension (biased variance, as PyTorch).
+/// Layer normalisation over the last dimension (biased variance, as PyTorch). The
+/// inverse standard deviation is a `powf`, not a division (see [`crate::loss`]).
 #[derive(Module, Debug)]
 pub struct LayerNorm<B: Backend> {
     /// Gain γ, `[features]`, initialised to 1.
@@ -83,7 +84,7 @@ impl<B: Backend> LayerNorm<B> {
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let centred = x.clone() - x.mean_dim(1);
         let var = centred.clone().square().mean_dim(1);
-        let normed = centred / var.add_scalar(self.eps).sqrt();
+        let normed = centred * var.add_scalar(self.eps).powf_scalar(-0.5);
         normed * self.weight.val().unsqueeze::<2>() + self.bias.val().unsqueeze::<2>()
     }
 }
