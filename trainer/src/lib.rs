@@ -3,7 +3,8 @@
 //!
 //! - [`model`]: the encoder (2-D activations, T5 relative position bias), the generator
 //!   and the corrector sharing one token table ([`model::CocoLm`]);
-//! - [`loss`], [`sample`]: cross-entropy, copy BCE, SCL, and the replacement draw;
+//! - [`loss`], [`sample`], [`vocab`]: cross-entropy, copy BCE, SCL, the replacement
+//!   draw, and the hand-differentiated tied vocabulary heads;
 //! - [`step`]: one training step ([`step::Trainer`]) and its [`step::StepMetrics`];
 //! - [`optim`]: the [`optim::Optimizer`] trait, [`optim::AdamW`], clipping, schedule;
 //! - [`checkpoint`]: atomic checkpoint directories and retention;
@@ -29,6 +30,7 @@ pub mod sample;
 pub mod step;
 pub mod tensor_file;
 pub mod train;
+pub mod vocab;
 
 #[cfg(test)]
 mod test_util;

@@ -4,22 +4,26 @@
 //! Loss of a micro-batch with `n_m` masked positions and `B` rows:
 //!
 //! ```text
-//! loss = (Σ_masked CE_gen + Σ_masked CE_clm · (1 − σ(copy)).detach()) / n_m
-//!        + copy_weight · mean_nonpad BCE_copy + scl_weight · SCL_sum / B
+//! loss = mlm_weight · Σ_masked CE_gen / n_m
+//!      + copy_weight · mean_nonpad BCE_copy
+//!      + clm_weight · Σ_masked CE_clm · (1 − σ(copy)).detach() / n_m
+//!      + scl_weight · SCL_sum / B
 //! ```
 //!
-//! which is COCO-LM's `(MLM_sum + 50·BCE_mean·n_m + Σ CE·w + SCL·n_m/B) / n_m` (and stays
-//! defined when a batch has no masked position).
+//! which, with the weights 1, 50, 1, 1, is COCO-LM's
+//! `(MLM_sum + 50·BCE_mean·n_m + Σ CE·w + SCL·n_m/B) / n_m` (and stays defined when a batch
+//! has no masked position). The two vocabulary heads are differentiated by hand
+//! ([`crate::vocab`]); everything else by one backward pass through both models.
 //!
 //! Every micro-step is a pure function of `(seed, step, micro-batch index)`: the backend
 //! RNG is reseeded from [`cocolm_shared::hash::seed_of`] before it, so dropout and
 //! sampling replay exactly after a resume.
 
-use crate::loss::{binary_cross_entropy_with_logits, contrastive_loss, cross_entropy};
+use crate::loss::{binary_cross_entropy_with_logits, contrastive_loss};
 use crate::model::{CocoLm, EncoderInput};
 use crate::optim::{self, AdamW, AdamWConfig, LinearSchedule, Optimizer};
-use crate::params;
-use crate::sample::sample_categorical;
+use crate::params::{self, ParamSpec};
+use crate::vocab::{TiedTable, VocabLoss, vocab_loss};
 use crate::{Error, Result};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -35,8 +39,12 @@ const INIT_TAG: u64 = 0x696e_6974; // "init"
 /// Loss weights read from the training configuration.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossWeights {
+    /// Weight of the generator's MLM loss.
+    pub mlm: f64,
     /// Weight of the copy (binary) loss.
     pub copy: f64,
+    /// Weight of the corrective LM loss.
+    pub clm: f64,
     /// Weight of the SCL loss.
     pub scl: f64,
     /// SCL temperature.
@@ -46,10 +54,13 @@ pub struct LossWeights {
 impl LossWeights {
     /// The weights of a run configuration.
     pub fn from_config(config: &RunConfig) -> Self {
+        let t = &config.train;
         Self {
-            copy: config.train.copy_weight,
-            scl: config.train.scl_weight,
-            scl_temperature: config.train.scl_temperature,
+            mlm: t.mlm_weight,
+            copy: t.copy_weight,
+            clm: t.clm_weight,
+            scl: t.scl_weight,
+            scl_temperature: t.scl_temperature,
         }
     }
 }
@@ -193,19 +204,80 @@ impl<B: Backend> DeviceBatch<B> {
     }
 }
 
-/// The differentiable pieces of a micro-batch loss.
+/// Gradients of the vocabulary heads, computed outside the graph ([`crate::vocab`]).
 #[derive(Debug, Clone)]
-pub struct LossParts<B: Backend> {
-    /// Σ generator cross-entropy over masked positions (`None` without masked positions).
-    pub mlm_sum: Option<Tensor<B, 1>>,
-    /// Mean copy BCE over real tokens.
-    pub copy_mean: Tensor<B, 1>,
-    /// Σ CLM cross-entropy · (1 − σ(copy)).detach() over masked positions.
-    pub clm_sum: Option<Tensor<B, 1>>,
-    /// Σ SCL cross-entropy over the `2B` views, when SCL is on.
-    pub scl_sum: Option<Tensor<B, 1>>,
-    /// The total loss (see the module docs).
+pub struct VocabGrads<B: Backend> {
+    /// Both heads' `∂E`, transposed: `[H, vocab]`.
+    pub tokens_t: Tensor<B, 2>,
+    /// `∂` of the generator head's output bias, `[vocab]`.
+    pub generator_bias: Tensor<B, 1>,
+    /// `∂` of the corrector LM head's output bias, `[vocab]`.
+    pub corrector_bias: Tensor<B, 1>,
+}
+
+/// The loss of one micro-batch, ready for the backward pass.
+#[derive(Debug, Clone)]
+pub struct MicroLoss<B: AutodiffBackend> {
+    /// The total loss (see the module docs). Its backward pass yields every gradient
+    /// apart from [`MicroLoss::vocab`].
     pub total: Tensor<B, 1>,
+    /// The vocabulary heads' own gradients (`None` without masked positions).
+    pub vocab: Option<VocabGrads<B::InnerBackend>>,
+    /// Statistics, still on the device (see [`read_stats`]).
+    pub stats: Tensor<B::InnerBackend, 1>,
+}
+
+/// Where the hand-differentiated parameters sit in the parameter order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VocabParams {
+    /// `token_embedding`.
+    pub tokens: usize,
+    /// `generator.head.bias`.
+    pub generator_bias: usize,
+    /// `corrector.lm_head.bias`.
+    pub corrector_bias: usize,
+}
+
+impl VocabParams {
+    /// Find them by path.
+    pub fn find(specs: &[ParamSpec]) -> Self {
+        let at = |name: &str| {
+            specs
+                .iter()
+                .position(|s| s.name == name)
+                .unwrap_or_else(|| panic!("the model has a parameter `{name}`"))
+        };
+        Self {
+            tokens: at("token_embedding"),
+            generator_bias: at("generator.head.bias"),
+            corrector_bias: at("corrector.lm_head.bias"),
+        }
+    }
+}
+
+/// Backward pass of a micro-batch: all parameter gradients, flattened, in parameter order.
+pub fn micro_gradients<B: AutodiffBackend>(
+    model: &CocoLm<B>,
+    loss: MicroLoss<B>,
+    at: VocabParams,
+) -> optim::Gradients<B::InnerBackend> {
+    let mut grads = params::gradients(model, &loss.total.backward());
+    if let Some(vocab) = loss.vocab {
+        let [hidden, vocab_size] = vocab.tokens_t.dims();
+        let tokens = vocab.tokens_t.transpose().reshape([vocab_size * hidden]);
+        for (index, grad) in [
+            (at.tokens, tokens),
+            (at.generator_bias, vocab.generator_bias),
+            (at.corrector_bias, vocab.corrector_bias),
+        ] {
+            let slot = &mut grads[index];
+            *slot = Some(match slot.take() {
+                Some(g) => g + grad,
+                None => grad,
+            });
+        }
+    }
+    grads
 }
 
 /// Counts and sums of one micro-batch, read back to the host in one transfer.
@@ -254,67 +326,75 @@ impl std::ops::AddAssign for MicroStats {
     }
 }
 
-/// The forward pass of one micro-batch: losses and (still on the device) statistics.
+/// The forward pass of one micro-batch: the generator on the masked input, replacements
+/// drawn from its softmax, the corrector on the corrupted input, the losses.
 pub fn forward_loss<B: AutodiffBackend>(
     model: &CocoLm<B>,
     batch: &DeviceBatch<B>,
     weights: &LossWeights,
-) -> (LossParts<B>, Tensor<B::InnerBackend, 1>) {
+) -> MicroLoss<B> {
     let device = batch.original.device();
     let tokens = model.token_embedding.val();
-    let rows = batch.input.batch;
+    let (rows, seq, n_masked) = (batch.input.batch, batch.input.seq, batch.n_masked);
+    let per_masked = 1.0 / n_masked.max(1) as f64;
     let scalar = |v: f64| Tensor::<B::InnerBackend, 1>::from_floats([v as f32], &device);
     let zero = || scalar(0.0);
+    let tied = (n_masked > 0).then(|| TiedTable::new(tokens.clone().inner()));
+    let targets = batch.targets.clone().inner();
+    let masked = batch.masked.clone().inner();
 
-    // Generator on the masked input, replacements drawn from its (detached) softmax.
-    let (mlm, corrupted, labels) = if batch.n_masked > 0 {
-        let logits = model
+    // Generator on the masked input; one replacement drawn per masked position.
+    let generator = tied.as_ref().map(|tied| {
+        let hidden = model
             .generator
-            .forward(tokens.clone(), &batch.input, batch.masked.clone());
-        let (mlm_ce, probs) = cross_entropy(logits, batch.targets.clone());
-        let mlm_sum = mlm_ce.sum();
-        let probs = probs.inner();
-        let targets = batch.targets.clone().inner();
-        let mlm_correct = probs
-            .clone()
-            .argmax(1)
-            .reshape([batch.n_masked])
-            .equal(targets.clone())
-            .float()
-            .sum();
-        let samples = sample_categorical(probs);
-        let replaced = samples.clone().not_equal(targets.clone()).float();
-        let corrupted = batch.original.clone().inner().select_assign(
-            0,
-            batch.masked.clone().inner(),
-            samples - targets,
-            IndexingUpdateOp::Add,
-        );
-        let labels = Tensor::<B::InnerBackend, 1>::ones([rows * batch.input.seq], &device)
-            .select_assign(
+            .backbone
+            .forward(tokens.clone(), &batch.input);
+        let x = model
+            .generator
+            .head
+            .transform
+            .forward(hidden.select(0, batch.masked.clone()));
+        let w = Tensor::full([n_masked], weights.mlm * per_masked, &device);
+        let bias = model.generator.head.bias.val().inner();
+        let (loss, samples) = vocab_loss(x, tied, bias, targets.clone(), w, true);
+        (loss, samples.expect("vocab_loss draws when asked to"))
+    });
+    let (corrupted, labels, replaced) = match &generator {
+        Some((_, samples)) => {
+            let replaced = samples.clone().not_equal(targets.clone()).float();
+            let corrupted = batch.original.clone().inner().select_assign(
                 0,
-                batch.masked.clone().inner(),
+                masked.clone(),
+                samples.clone() - targets.clone(),
+                IndexingUpdateOp::Add,
+            );
+            let labels = Tensor::<B::InnerBackend, 1>::ones([rows * seq], &device).select_assign(
+                0,
+                masked.clone(),
                 replaced.clone().neg(),
                 IndexingUpdateOp::Add,
             );
-        let stats = (mlm_sum.clone().inner(), mlm_correct, replaced.sum());
-        (
-            Some((mlm_sum, stats)),
-            Tensor::<B, 1, Int>::from_inner(corrupted),
-            labels,
-        )
-    } else {
-        let labels = Tensor::ones([rows * batch.input.seq], &device);
-        (None, batch.original.clone(), labels)
+            (
+                Tensor::<B, 1, Int>::from_inner(corrupted),
+                labels,
+                replaced.sum(),
+            )
+        }
+        None => (
+            batch.original.clone(),
+            Tensor::ones([rows * seq], &device),
+            zero(),
+        ),
     };
 
-    // Corrector on the corrupted input.
-    let input = batch.input.with_ids(corrupted);
-    let out = model.corrector.forward(tokens.clone(), &input);
+    // Corrector on the corrupted input: copy head everywhere, CLM at masked positions.
+    let out = model
+        .corrector
+        .forward(tokens.clone(), &batch.input.with_ids(corrupted));
     let labels_ad = Tensor::<B, 1>::from_inner(labels.clone());
-    let copy_terms =
-        binary_cross_entropy_with_logits(out.copy_logits.clone(), labels_ad) * batch.real.clone();
-    let copy_sum = copy_terms.sum();
+    let copy_sum = (binary_cross_entropy_with_logits(out.copy_logits.clone(), labels_ad)
+        * batch.real.clone())
+    .sum();
     let copy_mean = copy_sum.clone().div_scalar(batch.n_real as f64);
     let copy_logits = out.copy_logits.clone().inner();
     let copy_correct = (copy_logits.clone().greater_elem(0.0).float() - labels)
@@ -323,31 +403,25 @@ pub fn forward_loss<B: AutodiffBackend>(
         .add_scalar(1.0)
         .mul(batch.real.clone().inner())
         .sum();
-
-    let clm = (batch.n_masked > 0).then(|| {
-        let lm_logits =
-            model
-                .corrector
-                .lm_logits(out.hidden.clone(), tokens.clone(), batch.masked.clone());
-        let (ce, _) = cross_entropy(lm_logits.clone(), batch.targets.clone());
-        let copy_at_masked = copy_logits.select(0, batch.masked.clone().inner());
-        let weight = sigmoid(copy_at_masked).neg().add_scalar(1.0);
-        let clm_sum = (ce * Tensor::from_inner(weight)).sum();
-        let correct = lm_logits
-            .inner()
-            .argmax(1)
-            .reshape([batch.n_masked])
-            .equal(batch.targets.clone().inner())
-            .float()
-            .sum();
-        (clm_sum, correct)
+    let clm = tied.as_ref().map(|tied| {
+        let x = model
+            .corrector
+            .lm_head
+            .transform
+            .forward(out.hidden.clone().select(0, batch.masked.clone()));
+        let keep = sigmoid(copy_logits.select(0, masked.clone()))
+            .neg()
+            .add_scalar(1.0);
+        let w = keep.clone().mul_scalar(weights.clm * per_masked);
+        let bias = model.corrector.lm_head.bias.val().inner();
+        let (loss, _) = vocab_loss(x, tied, bias, targets.clone(), w, false);
+        let weighted = (loss.cross_entropy.clone() * keep).sum();
+        (loss, weighted)
     });
 
     let scl_sum = batch.crop.as_ref().and_then(|crop| {
         let hidden = model.corrector.backbone.forward(tokens, crop);
-        let a = model
-            .corrector
-            .scl_views(out.hidden.clone(), rows, batch.input.seq)?;
+        let a = model.corrector.scl_views(out.hidden.clone(), rows, seq)?;
         let b = model.corrector.scl_views(hidden, rows, crop.seq)?;
         Some(contrastive_loss(
             Tensor::cat(vec![a, b], 0),
@@ -355,51 +429,60 @@ pub fn forward_loss<B: AutodiffBackend>(
         ))
     });
 
-    let per_masked = 1.0 / batch.n_masked.max(1) as f64;
-    let mut total = copy_mean.clone().mul_scalar(weights.copy);
-    if let Some((mlm_sum, _)) = &mlm {
-        total = total + mlm_sum.clone().mul_scalar(per_masked);
+    let mut total = copy_mean.mul_scalar(weights.copy);
+    if let Some((g, _)) = &generator {
+        let value = g
+            .cross_entropy
+            .clone()
+            .sum()
+            .mul_scalar(weights.mlm * per_masked);
+        total = total + Tensor::from_inner(value) + g.surrogate.clone();
     }
-    if let Some((clm_sum, _)) = &clm {
-        total = total + clm_sum.clone().mul_scalar(per_masked);
+    if let Some((c, weighted)) = &clm {
+        let value = weighted.clone().mul_scalar(weights.clm * per_masked);
+        total = total + Tensor::from_inner(value) + c.surrogate.clone();
     }
     if let Some(scl) = &scl_sum {
         total = total + scl.clone().mul_scalar(weights.scl / rows as f64);
     }
 
-    let (mlm_sum_v, mlm_correct, replaced) = mlm
+    let (mlm_sum, mlm_correct) = generator.as_ref().map_or_else(
+        || (zero(), zero()),
+        |(g, _)| (g.cross_entropy.clone().sum(), g.correct.clone()),
+    );
+    let (clm_sum, clm_correct) = clm
         .as_ref()
-        .map(|(_, s)| s.clone())
-        .unwrap_or_else(|| (zero(), zero(), zero()));
-    let (clm_sum_v, clm_correct) = clm
-        .as_ref()
-        .map(|(s, c)| (s.clone().inner(), c.clone()))
-        .unwrap_or_else(|| (zero(), zero()));
+        .map_or_else(|| (zero(), zero()), |(c, w)| (w.clone(), c.correct.clone()));
     let stats = Tensor::cat(
         vec![
-            scalar(batch.n_masked as f64),
+            scalar(n_masked as f64),
             scalar(batch.n_real as f64),
             scalar(rows as f64),
-            mlm_sum_v,
+            mlm_sum,
             mlm_correct,
             copy_sum.inner(),
             copy_correct,
-            clm_sum_v,
+            clm_sum,
             clm_correct,
             replaced,
-            scl_sum.clone().map_or_else(zero, |s| s.inner()),
+            scl_sum.map_or_else(zero, |s| s.inner()),
             total.clone().inner(),
         ],
         0,
     );
-    let parts = LossParts {
-        mlm_sum: mlm.map(|(s, _)| s),
-        copy_mean,
-        clm_sum: clm.map(|(s, _)| s),
-        scl_sum,
+    let vocab = generator.zip(clm).map(|((g, _), (c, _))| {
+        let (g, c): (VocabLoss<B>, VocabLoss<B>) = (g, c);
+        VocabGrads {
+            tokens_t: g.d_tokens_t + c.d_tokens_t,
+            generator_bias: g.d_bias,
+            corrector_bias: c.d_bias,
+        }
+    });
+    MicroLoss {
         total,
-    };
-    (parts, stats)
+        vocab,
+        stats,
+    }
 }
 
 /// Read the statistics tensor of [`forward_loss`] back to the host.
@@ -463,6 +546,7 @@ pub struct StepMetrics {
 /// The model, its optimiser and schedule, and the step counter.
 pub struct Trainer<B: AutodiffBackend> {
     model: CocoLm<B>,
+    vocab_params: VocabParams,
     optimizer: AdamW<B::InnerBackend>,
     schedule: LinearSchedule,
     config: RunConfig,
@@ -476,13 +560,12 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn new(config: &RunConfig, device: &B::Device) -> Result<Self> {
         B::seed(device, seed_of(&[config.train.seed, INIT_TAG]));
         let model = CocoLm::init(&config.model, device)?;
-        let optimizer = AdamW::new(
-            params::param_specs(&model),
-            AdamWConfig::from_train_config(&config.train),
-            device,
-        );
+        let specs = params::param_specs(&model);
+        let vocab_params = VocabParams::find(&specs);
+        let optimizer = AdamW::new(specs, AdamWConfig::from_train_config(&config.train), device);
         Ok(Self {
             model,
+            vocab_params,
             optimizer,
             schedule: LinearSchedule {
                 peak: config.train.lr,
@@ -554,13 +637,13 @@ impl<B: AutodiffBackend> Trainer<B> {
                 seed_of(&[self.config.train.seed, self.step, index as u64]),
             );
             let device_batch = DeviceBatch::upload(batch, &self.config.model, &self.device)?;
-            let (parts, micro_stats) = forward_loss(&self.model, &device_batch, &self.weights);
-            let micro = read_stats(micro_stats);
+            let loss = forward_loss(&self.model, &device_batch, &self.weights);
+            let micro = read_stats(loss.stats.clone());
             if !micro.loss.is_finite() {
                 return Err(self.non_finite("loss", micro.loss));
             }
             stats += micro;
-            let grads = params::gradients(&self.model, &parts.total.backward());
+            let grads = micro_gradients(&self.model, loss, self.vocab_params);
             match &mut sum {
                 Some(sum) => optim::accumulate(sum, grads),
                 None => sum = Some(grads),
@@ -640,12 +723,18 @@ mod tests {
         .batch(index)
     }
 
-    /// L1 norm of the gradient of every parameter that has one.
-    fn grad_norms(model: &CocoLm<B>, loss: Tensor<B, 1>) -> BTreeMap<String, f32> {
-        let grads = loss.backward();
-        params::param_specs(model)
+    /// L1 norm of the gradient of every parameter, for a micro-batch with these weights.
+    fn grad_norms(
+        config: &RunConfig,
+        model: &CocoLm<B>,
+        b: &DeviceBatch<B>,
+    ) -> BTreeMap<String, f32> {
+        let loss = forward_loss(model, b, &LossWeights::from_config(config));
+        let specs = params::param_specs(model);
+        let at = VocabParams::find(&specs);
+        specs
             .into_iter()
-            .zip(params::gradients(model, &grads))
+            .zip(micro_gradients(model, loss, at))
             .filter_map(|(spec, g)| g.map(|g| (spec.name, g.abs().sum().into_scalar())))
             .collect()
     }
@@ -665,31 +754,38 @@ mod tests {
         B::seed(&device, 1);
         let model = CocoLm::<B>::init(&config.model, &device).unwrap();
         let b = DeviceBatch::upload(&batch(&config, 0), &config.model, &device).unwrap();
-        let weights = LossWeights::from_config(&config);
-        // A fresh graph per backward pass; `pick` chooses the loss terms.
-        let grads_of = |pick: &dyn Fn(LossParts<B>) -> Tensor<B, 1>| {
-            grad_norms(&model, pick(forward_loss(&model, &b, &weights).0))
+        let with = |mlm: f64, copy: f64, clm: f64, scl: f64| {
+            let mut c = config.clone();
+            (
+                c.train.mlm_weight,
+                c.train.copy_weight,
+                c.train.clm_weight,
+                c.train.scl_weight,
+            ) = (mlm, copy, clm, scl);
+            grad_norms(&c, &model, &b)
         };
 
-        // The generator learns from its MLM loss only: with the MLM term left out
-        // (weight 0), its layers get no gradient through the sampled replacements.
-        let without_mlm = grads_of(&|p| p.copy_mean + p.clm_sum.unwrap() + p.scl_sum.unwrap());
+        // The generator learns from its MLM loss only: with MLM weight 0 its layers get
+        // no gradient through the sampled replacements, while the shared token table
+        // still learns from the corrector.
+        let without_mlm = with(0.0, 50.0, 1.0, 1.0);
         assert!(!has_grad(&without_mlm, "generator."), "{without_mlm:?}");
         assert!(has_grad(&without_mlm, "token_embedding"));
         assert!(has_grad(&without_mlm, "corrector.backbone.encoder"));
         assert!(has_grad(&without_mlm, "corrector.scl_head"));
 
-        let mlm_only = grads_of(&|p| p.mlm_sum.unwrap());
+        let mlm_only = with(1.0, 0.0, 0.0, 0.0);
         assert!(has_grad(&mlm_only, "generator.backbone.encoder"));
         assert!(has_grad(&mlm_only, "generator.head"));
         assert!(has_grad(&mlm_only, "token_embedding"));
-        assert!(!has_grad(&mlm_only, "corrector."));
+        assert!(!has_grad(&mlm_only, "corrector."), "{mlm_only:?}");
 
         // The CLM weight 1 − σ(copy) is detached: CLM alone does not train the copy head.
-        let clm_only = grads_of(&|p| p.clm_sum.unwrap());
+        let clm_only = with(0.0, 0.0, 1.0, 0.0);
         assert!(!has_grad(&clm_only, "corrector.copy_head"));
         assert!(has_grad(&clm_only, "corrector.lm_head"));
-        let copy_only = grads_of(&|p| p.copy_mean);
+        assert!(has_grad(&clm_only, "corrector.backbone.encoder"));
+        let copy_only = with(0.0, 1.0, 0.0, 0.0);
         assert!(has_grad(&copy_only, "corrector.copy_head"));
         assert!(!has_grad(&copy_only, "corrector.lm_head"));
     }
@@ -699,25 +795,32 @@ mod tests {
         let _guard = rng_lock();
         let mut config = tiny_config();
         config.model.scl = true;
+        config.train.mlm_weight = 2.0;
         config.train.copy_weight = 7.0;
+        config.train.clm_weight = 3.0;
         config.train.scl_weight = 0.5;
         let device = Default::default();
         B::seed(&device, 2);
         let model = CocoLm::<B>::init(&config.model, &device).unwrap();
         let raw = batch(&config, 1);
         let b = DeviceBatch::upload(&raw, &config.model, &device).unwrap();
-        let (parts, stats) = forward_loss(&model, &b, &LossWeights::from_config(&config));
-        let s = read_stats(stats);
-        let v = |t: Tensor<B, 1>| t.into_scalar() as f64;
+        let loss = forward_loss(&model, &b, &LossWeights::from_config(&config));
+        let s = read_stats(loss.stats);
         let n_m = raw.n_masked() as f64;
-        let want = (v(parts.mlm_sum.unwrap()) + v(parts.clm_sum.unwrap())) / n_m
-            + 7.0 * v(parts.copy_mean.clone())
-            + 0.5 * v(parts.scl_sum.unwrap()) / 3.0;
-        assert!((v(parts.total) - want).abs() < 1e-4 * want.abs());
+        let want = 2.0 * s.mlm_sum / n_m
+            + 7.0 * s.copy_sum / s.n_real
+            + 3.0 * s.clm_sum / n_m
+            + 0.5 * s.scl_sum / 3.0;
+        assert!(
+            (s.loss - want).abs() < 1e-4 * want.abs(),
+            "{} vs {want}",
+            s.loss
+        );
+        assert!((loss.total.into_scalar() as f64 - s.loss).abs() < 1e-6 * want.abs());
         assert_eq!(s.n_masked, n_m);
         assert_eq!(s.n_real, raw.n_tokens() as f64);
-        assert!((s.copy_sum / s.n_real - v(parts.copy_mean)).abs() < 1e-5);
         assert!(s.replaced <= s.n_masked);
+        assert!(s.mlm_sum > 0.0 && s.clm_sum > 0.0 && s.scl_sum > 0.0);
     }
 
     #[test]
