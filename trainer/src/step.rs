@@ -215,14 +215,33 @@ pub struct VocabGrads<B: Backend> {
     pub corrector_bias: Tensor<B, 1>,
 }
 
+/// Token vectors looked up outside the graph: a leaf whose gradient is scattered into
+/// the token table by [`micro_gradients`] (no `[vocab, H]` zeros per lookup).
+#[derive(Debug, Clone)]
+pub struct Lookup<B: AutodiffBackend> {
+    /// The ids looked up, `[rows]`.
+    pub ids: Tensor<B::InnerBackend, 1, Int>,
+    /// Their vectors, a leaf that requires gradients, `[rows, H]`.
+    pub words: Tensor<B, 2>,
+}
+
+impl<B: AutodiffBackend> Lookup<B> {
+    fn new(table: &Tensor<B::InnerBackend, 2>, ids: Tensor<B::InnerBackend, 1, Int>) -> Self {
+        let words = Tensor::from_inner(table.clone().select(0, ids.clone())).require_grad();
+        Self { ids, words }
+    }
+}
+
 /// The loss of one micro-batch, ready for the backward pass.
 #[derive(Debug, Clone)]
 pub struct MicroLoss<B: AutodiffBackend> {
     /// The total loss (see the module docs). Its backward pass yields every gradient
-    /// apart from [`MicroLoss::vocab`].
+    /// apart from the token table's and the vocabulary biases'.
     pub total: Tensor<B, 1>,
     /// The vocabulary heads' own gradients (`None` without masked positions).
     pub vocab: Option<VocabGrads<B::InnerBackend>>,
+    /// The token lookups of the forward pass.
+    pub lookups: Vec<Lookup<B>>,
     /// Statistics, still on the device (see [`read_stats`]).
     pub stats: Tensor<B::InnerBackend, 1>,
 }
@@ -256,28 +275,49 @@ impl VocabParams {
 }
 
 /// Backward pass of a micro-batch: all parameter gradients, flattened, in parameter order.
+///
+/// The token table's gradient is assembled here: the vocabulary heads' `∂E` plus every
+/// lookup's word gradient added into its rows.
 pub fn micro_gradients<B: AutodiffBackend>(
     model: &CocoLm<B>,
     loss: MicroLoss<B>,
     at: VocabParams,
 ) -> optim::Gradients<B::InnerBackend> {
-    let mut grads = params::gradients(model, &loss.total.backward());
+    let backward = loss.total.backward();
+    let mut grads = params::gradients(model, &backward);
+    let table = model.token_embedding.val();
+    let [vocab_size, hidden] = table.dims();
+    let mut table_grad = None;
     if let Some(vocab) = loss.vocab {
-        let [hidden, vocab_size] = vocab.tokens_t.dims();
-        let tokens = vocab.tokens_t.transpose().reshape([vocab_size * hidden]);
-        for (index, grad) in [
-            (at.tokens, tokens),
-            (at.generator_bias, vocab.generator_bias),
-            (at.corrector_bias, vocab.corrector_bias),
-        ] {
-            let slot = &mut grads[index];
-            *slot = Some(match slot.take() {
-                Some(g) => g + grad,
-                None => grad,
-            });
+        // A contiguous `[vocab, H]` copy of the transposed sum.
+        let d_tokens = vocab
+            .tokens_t
+            .transpose()
+            .reshape([vocab_size * hidden])
+            .reshape([vocab_size, hidden]);
+        table_grad = Some(d_tokens);
+        add_grad(&mut grads[at.generator_bias], vocab.generator_bias);
+        add_grad(&mut grads[at.corrector_bias], vocab.corrector_bias);
+    }
+    for lookup in loss.lookups {
+        if let Some(words) = lookup.words.grad(&backward) {
+            let base = table_grad
+                .take()
+                .unwrap_or_else(|| Tensor::zeros([vocab_size, hidden], &table.device()));
+            table_grad = Some(base.select_assign(0, lookup.ids, words, IndexingUpdateOp::Add));
         }
     }
+    if let Some(g) = table_grad {
+        add_grad(&mut grads[at.tokens], g.reshape([vocab_size * hidden]));
+    }
     grads
+}
+
+fn add_grad<B: Backend>(slot: &mut Option<Tensor<B, 1>>, grad: Tensor<B, 1>) {
+    *slot = Some(match slot.take() {
+        Some(g) => g + grad,
+        None => grad,
+    });
 }
 
 /// Counts and sums of one micro-batch, read back to the host in one transfer.
@@ -334,21 +374,24 @@ pub fn forward_loss<B: AutodiffBackend>(
     weights: &LossWeights,
 ) -> MicroLoss<B> {
     let device = batch.original.device();
-    let tokens = model.token_embedding.val();
     let (rows, seq, n_masked) = (batch.input.batch, batch.input.seq, batch.n_masked);
     let per_masked = 1.0 / n_masked.max(1) as f64;
     let scalar = |v: f64| Tensor::<B::InnerBackend, 1>::from_floats([v as f32], &device);
     let zero = || scalar(0.0);
-    let tied = (n_masked > 0).then(|| TiedTable::new(tokens.clone().inner()));
+    let table = model.token_embedding.val().inner();
+    let tied = (n_masked > 0).then(|| TiedTable::new(table.clone()));
+    let mut lookups = Vec::new();
     let targets = batch.targets.clone().inner();
     let masked = batch.masked.clone().inner();
 
     // Generator on the masked input; one replacement drawn per masked position.
     let generator = tied.as_ref().map(|tied| {
+        let lookup = Lookup::new(&table, batch.input.ids.clone().inner());
         let hidden = model
             .generator
             .backbone
-            .forward(tokens.clone(), &batch.input);
+            .forward_words(lookup.words.clone(), &batch.input);
+        lookups.push(lookup);
         let x = model
             .generator
             .head
@@ -374,23 +417,20 @@ pub fn forward_loss<B: AutodiffBackend>(
                 replaced.clone().neg(),
                 IndexingUpdateOp::Add,
             );
-            (
-                Tensor::<B, 1, Int>::from_inner(corrupted),
-                labels,
-                replaced.sum(),
-            )
+            (corrupted, labels, replaced.sum())
         }
         None => (
-            batch.original.clone(),
+            batch.original.clone().inner(),
             Tensor::ones([rows * seq], &device),
             zero(),
         ),
     };
 
     // Corrector on the corrupted input: copy head everywhere, CLM at masked positions.
-    let out = model
-        .corrector
-        .forward(tokens.clone(), &batch.input.with_ids(corrupted));
+    let lookup = Lookup::new(&table, corrupted.clone());
+    let input = batch.input.with_ids(Tensor::from_inner(corrupted));
+    let out = model.corrector.forward_words(lookup.words.clone(), &input);
+    lookups.push(lookup);
     let labels_ad = Tensor::<B, 1>::from_inner(labels.clone());
     let copy_sum = (binary_cross_entropy_with_logits(out.copy_logits.clone(), labels_ad)
         * batch.real.clone())
@@ -420,7 +460,12 @@ pub fn forward_loss<B: AutodiffBackend>(
     });
 
     let scl_sum = batch.crop.as_ref().and_then(|crop| {
-        let hidden = model.corrector.backbone.forward(tokens, crop);
+        let lookup = Lookup::new(&table, crop.ids.clone().inner());
+        let hidden = model
+            .corrector
+            .backbone
+            .forward_words(lookup.words.clone(), crop);
+        lookups.push(lookup);
         let a = model.corrector.scl_views(out.hidden.clone(), rows, seq)?;
         let b = model.corrector.scl_views(hidden, rows, crop.seq)?;
         Some(contrastive_loss(
@@ -481,6 +526,7 @@ pub fn forward_loss<B: AutodiffBackend>(
     MicroLoss {
         total,
         vocab,
+        lookups,
         stats,
     }
 }

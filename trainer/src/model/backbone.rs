@@ -46,4 +46,14 @@ impl<B: Backend> Backbone<B> {
         self.encoder
             .forward(self.embeddings.forward(tokens, input), input)
     }
+
+    /// The same from token vectors already looked up ([`Embeddings::forward_words`]).
+    ///
+    /// # Shapes
+    /// - `words`: `[batch · seq, H]`
+    /// - output: `[batch · seq, H]`
+    pub fn forward_words(&self, words: Tensor<B, 2>, input: &EncoderInput<B>) -> Tensor<B, 2> {
+        self.encoder
+            .forward(self.embeddings.forward_words(words, input), input)
+    }
 }

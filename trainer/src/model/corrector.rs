@@ -37,7 +37,19 @@ impl<B: Backend> Corrector<B> {
     /// # Shapes
     /// - `tokens`: `[vocab, H]`; `input.ids`: corrupted ids `[batch · seq]`
     pub fn forward(&self, tokens: Tensor<B, 2>, input: &EncoderInput<B>) -> CorrectorOutput<B> {
-        let hidden = self.backbone.forward(tokens, input);
+        self.forward_words(tokens.select(0, input.ids.clone()), input)
+    }
+
+    /// The same from token vectors already looked up.
+    ///
+    /// # Shapes
+    /// - `words`: `[batch · seq, H]`
+    pub fn forward_words(
+        &self,
+        words: Tensor<B, 2>,
+        input: &EncoderInput<B>,
+    ) -> CorrectorOutput<B> {
+        let hidden = self.backbone.forward_words(words, input);
         let rows = hidden.dims()[0];
         let copy_logits = self.copy_head.forward(hidden.clone()).reshape([rows]);
         CorrectorOutput {

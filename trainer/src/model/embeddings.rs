@@ -42,15 +42,23 @@ impl<B: Backend> Embeddings<B> {
     }
 
     /// # Shapes
-    /// - `tokens`: the shared token table `[vocab, hidden]`
+    /// - `tokens`: the shared token table `[vocab, H]`
     /// - `input.ids`: `[batch · seq]`
-    /// - output: `[batch · seq, hidden]`
+    /// - output: `[batch · seq, H]`
     pub fn forward(&self, tokens: Tensor<B, 2>, input: &EncoderInput<B>) -> Tensor<B, 2> {
+        self.forward_words(tokens.select(0, input.ids.clone()), input)
+    }
+
+    /// The same from token vectors already looked up (the training step looks them up
+    /// outside the graph and scatters their gradient into the table itself).
+    ///
+    /// # Shapes
+    /// - `words`: `[batch · seq, H]`
+    /// - output: `[batch · seq, H]`
+    pub fn forward_words(&self, words: Tensor<B, 2>, input: &EncoderInput<B>) -> Tensor<B, 2> {
         let (batch, seq) = (input.batch, input.seq);
-        let hidden = tokens.dims()[1];
-        let words = tokens
-            .select(0, input.ids.clone())
-            .reshape([batch, seq, hidden]);
+        let hidden = words.dims()[1];
+        let words = words.reshape([batch, seq, hidden]);
         let mut x = words + self.positions.val().narrow(0, 0, seq).unsqueeze::<3>();
         if let Some(types) = &self.token_types {
             x = x + types.val().narrow(0, 0, 1).unsqueeze::<3>();

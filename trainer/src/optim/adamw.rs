@@ -102,34 +102,38 @@ impl<B: Backend> Optimizer<B> for AdamW<B> {
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
-        let bias1 = 1.0 - c.beta1.powi(t);
+        // PyTorch's update with the bias corrections folded into two scalars:
+        // lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε) = step_size · m/(√v + ε̂).
         let sqrt_bias2 = (1.0 - c.beta2.powi(t)).sqrt();
-        params
+        let step_size = lr * sqrt_bias2 / (1.0 - c.beta1.powi(t));
+        let eps = c.eps * sqrt_bias2;
+        // The moments are moved out and back so that, uniquely owned, they are updated in
+        // place by backends that can.
+        let (values, slots): (Vec<_>, Vec<_>) = params
             .into_iter()
             .zip(grads)
-            .zip(&mut self.slots)
+            .zip(std::mem::take(&mut self.slots))
             .map(|((p, g), slot)| {
-                let Some(g) = g else { return p };
+                let Some(g) = g else { return (p, slot) };
                 let g = g.clone().mul_scalar(grad_scale);
-                slot.exp_avg =
-                    slot.exp_avg.clone().mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
-                slot.exp_avg_sq = slot.exp_avg_sq.clone().mul_scalar(c.beta2)
-                    + g.square().mul_scalar(1.0 - c.beta2);
-                let denom = slot
-                    .exp_avg_sq
-                    .clone()
-                    .sqrt()
-                    .div_scalar(sqrt_bias2)
-                    .add_scalar(c.eps);
-                let update = (slot.exp_avg.clone() / denom).mul_scalar(lr / bias1);
+                let m = slot.exp_avg.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
+                let v = slot.exp_avg_sq.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
+                let update = m.clone() / v.clone().sqrt().add_scalar(eps);
                 let p = if slot.decay && c.weight_decay != 0.0 {
                     p.mul_scalar(1.0 - lr * c.weight_decay)
                 } else {
                     p
                 };
-                p - update
+                let slot = Slot {
+                    exp_avg: m,
+                    exp_avg_sq: v,
+                    ..slot
+                };
+                (p - update.mul_scalar(step_size), slot)
             })
-            .collect()
+            .unzip();
+        self.slots = slots;
+        values
     }
 
     fn state(&self) -> OptimizerState {
