@@ -127,8 +127,8 @@ pub struct TrainConfig {
     pub eps: f64,
     /// Global gradient-norm clipping threshold; 0 disables clipping.
     pub clip_norm: f64,
-    /// Weight of the generator's MLM loss (1 in COCO-LM; 0 freezes the generator apart
-    /// from the shared token embeddings).
+    /// Weight of the generator's MLM loss (1 in COCO-LM; with 0 the generator's own layers
+    /// get no gradient).
     pub mlm_weight: f64,
     /// Weight of the copy (binary) loss.
     pub copy_weight: f64,
@@ -237,7 +237,7 @@ impl RunConfig {
             })
         };
         let m = &self.model;
-        if m.hidden_size == 0 || m.num_heads == 0 || m.hidden_size % m.num_heads != 0 {
+        if m.hidden_size == 0 || m.num_heads == 0 || !m.hidden_size.is_multiple_of(m.num_heads) {
             return bad(
                 "model.num_heads",
                 format!(

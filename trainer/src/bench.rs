@@ -1,8 +1,9 @@
 //! Synthetic batches and step timing (`cocolm bench train`).
 //!
 //! [`Synthetic`] makes corrupted batches without a corpus: random ids (for timing) or
-//! arithmetic progressions (a corpus a model can learn, for tests). [`bench_step`] times
-//! full training steps — generator, sampling, corrector, backward, AdamW — on them.
+//! repeated motifs (a corpus a model can learn, for tests). [`bench_step`] times
+//! full training steps — generator, sampling, corrector, backward, AdamW — on them;
+//! `examples/bench_step.rs` is a command-line wrapper.
 
 use crate::step::Trainer;
 use crate::{Error, Result};

@@ -84,8 +84,12 @@ impl<'a> HfTensors<'a> {
             if w.shape.len() != 2 {
                 return Err(self.mismatch(&w, "a 2-D weight"));
             }
+            let b = self.take(&format!("{prefix}.bias"))?;
+            if b.shape != [w.shape[0]] {
+                return Err(self.mismatch(&b, &format!("shape [{}]", w.shape[0])));
+            }
+            bias.extend(b.data);
             weights.push(w);
-            bias.extend(self.take(&format!("{prefix}.bias"))?.data);
         }
         let d_in = weights[0].shape[1];
         if let Some(w) = weights.iter().find(|w| w.shape[1] != d_in) {

@@ -13,8 +13,16 @@
 //! - [`bench`]: synthetic-batch step timing for `cocolm bench train`;
 //! - [`backend`]: the concrete backends.
 //!
-//! Modules are generic over `B: Backend`; only [`step`], [`train`] and [`bench`] need
-//! `B: AutodiffBackend`.
+//! Modules are generic over `B: Backend`; only [`step`], [`train`], [`vocab`] and
+//! [`bench`] need `B: AutodiffBackend`.
+//!
+//! A program that trains on the CPU should call [`backend::tune_allocator`] once at
+//! start-up (about a third faster steps with glibc). `examples/bench_step.rs` times steps;
+//! `PERF_NOTES.md` records what was measured.
+//!
+//! Determinism: every step reseeds the backend RNG from `(seed, step, micro-batch)`. The
+//! ndarray backend's RNG is process-wide, so nothing else in the process may draw from
+//! burn's RNG while training if resumed runs are to be bit-identical.
 #![warn(missing_docs)]
 
 pub mod backend;

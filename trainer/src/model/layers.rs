@@ -139,7 +139,7 @@ mod tests {
         let ln = LayerNorm::<B>::new(4, 1e-5, &device);
         let y = ln.forward(Tensor::from_floats([[1.0, 2.0, 3.0, 4.0]], &device));
         let v = y.into_data().to_vec::<f32>().unwrap();
-        let expected = [-1.341_635_9, -0.447_211_97, 0.447_211_97, 1.341_635_9];
+        let expected = [-1.341_636, -0.447_212, 0.447_212, 1.341_636];
         for (a, b) in v.iter().zip(expected) {
             assert!((a - b).abs() < 1e-5, "{v:?}");
         }

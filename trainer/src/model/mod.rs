@@ -138,7 +138,7 @@ pub fn check_model_config(m: &ModelConfig) -> Result<()> {
             "is 0; resolve it from the shard manifest before building the model",
         ));
     }
-    if m.hidden_size == 0 || m.num_heads == 0 || m.hidden_size % m.num_heads != 0 {
+    if m.hidden_size == 0 || m.num_heads == 0 || !m.hidden_size.is_multiple_of(m.num_heads) {
         return Err(Error::config(
             "model.num_heads",
             format!(
