@@ -5,7 +5,7 @@
 //!
 //! - [`CpuBackend`]: `burn-ndarray` in `f32` with autodiff, multi-threaded (rayon and
 //!   `matrixmultiply` threading) and SIMD, the embedded default that runs anywhere;
-//! - with the `cuda` feature, [`CudaF16`] / [`CudaBf16`] / [`CudaF32`]: `burn-cuda`.
+//! - with the `cuda` feature, `CudaF16` / `CudaBf16` / `CudaF32`: `burn-cuda`.
 //!   The half-precision aliases run the whole model in that element type; fp32 master
 //!   weights with dynamic loss scaling are not implemented yet.
 

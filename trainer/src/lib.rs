@@ -10,11 +10,11 @@
 //! - [`checkpoint`]: atomic checkpoint directories and retention;
 //! - [`train`]: the loop ([`train::run`]) with metrics, checkpoints and resume;
 //! - [`hf`]: loading Hugging Face ELECTRA weights (the reference check);
-//! - [`bench`]: synthetic-batch step timing for `cocolm bench train`;
+//! - [`mod@bench`]: synthetic-batch step timing for `cocolm bench train`;
 //! - [`backend`]: the concrete backends.
 //!
 //! Modules are generic over `B: Backend`; only [`step`], [`train`], [`vocab`] and
-//! [`bench`] need `B: AutodiffBackend`.
+//! [`mod@bench`] need `B: AutodiffBackend`.
 //!
 //! A program that trains on the CPU should call [`backend::tune_allocator`] once at
 //! start-up (about a third faster steps with glibc). `examples/bench_step.rs` times steps;

@@ -15,7 +15,7 @@
 //! `∂x` enters the graph through the zero-valued surrogate `s − s.detach()` with
 //! `s = Σ x ⊙ ∂x` (so the transform below the projection gets its gradient from the
 //! backward pass), and `∂E`, `∂b` are added to the parameter gradients directly
-//! ([`VocabGrads`]). The result is the gradient autodiff would compute, with one
+//! ([`crate::step::VocabGrads`]). The result is the gradient autodiff would compute, with one
 //! `[rows, vocab]` matrix alive at a time and one `Eᵀ` copy per step.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
