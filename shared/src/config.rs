@@ -127,8 +127,13 @@ pub struct TrainConfig {
     pub eps: f64,
     /// Global gradient-norm clipping threshold; 0 disables clipping.
     pub clip_norm: f64,
+    /// Weight of the generator's MLM loss (1 in COCO-LM; with 0 the generator's own layers
+    /// get no gradient).
+    pub mlm_weight: f64,
     /// Weight of the copy (binary) loss.
     pub copy_weight: f64,
+    /// Weight of the corrective LM loss (1 in COCO-LM).
+    pub clm_weight: f64,
     /// Weight of the SCL loss (when `model.scl`).
     pub scl_weight: f64,
     /// SCL softmax temperature.
@@ -158,7 +163,9 @@ impl Default for TrainConfig {
             beta2: 0.98,
             eps: 1e-6,
             clip_norm: 1.0,
+            mlm_weight: 1.0,
             copy_weight: 50.0,
+            clm_weight: 1.0,
             scl_weight: 1.0,
             scl_temperature: 1.0,
             seed: 1,

@@ -1,1 +1,47 @@
-//! placeholder
+//! The COCO-LM trainer: generator, corrective main model, losses, AdamW, training loop
+//! and checkpoints, on burn.
+//!
+//! - [`model`]: the encoder (2-D activations, T5 relative position bias), the generator
+//!   and the corrector sharing one token table ([`model::CocoLm`]);
+//! - [`loss`], [`sample`], [`vocab`]: cross-entropy, copy BCE, SCL, the replacement
+//!   draw, and the hand-differentiated tied vocabulary heads;
+//! - [`step`]: one training step ([`step::Trainer`]) and its [`step::StepMetrics`];
+//! - [`optim`]: the [`optim::Optimizer`] trait, [`optim::AdamW`], clipping, schedule;
+//! - [`checkpoint`]: atomic checkpoint directories and retention;
+//! - [`train`]: the loop ([`train::run`]) with metrics, checkpoints and resume;
+//! - [`hf`]: loading Hugging Face ELECTRA weights (the reference check);
+//! - [`mod@bench`]: synthetic-batch step timing for `cocolm bench train`;
+//! - [`backend`]: the concrete backends.
+//!
+//! Modules are generic over `B: Backend`; only [`step`], [`train`], [`vocab`] and
+//! [`mod@bench`] need `B: AutodiffBackend`.
+//!
+//! A program that trains on the CPU should call [`backend::tune_allocator`] once at
+//! start-up (about a third faster steps with glibc). `examples/bench_step.rs` times steps;
+//! `PERF_NOTES.md` records what was measured.
+//!
+//! Determinism: every step reseeds the backend RNG from `(seed, step, micro-batch)`. The
+//! ndarray backend's RNG is process-wide, so nothing else in the process may draw from
+//! burn's RNG while training if resumed runs are to be bit-identical.
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod bench;
+pub mod checkpoint;
+pub mod error;
+pub mod hf;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod params;
+pub mod sample;
+pub mod step;
+pub mod tensor_file;
+pub mod train;
+pub mod vocab;
+
+#[cfg(test)]
+mod test_util;
+
+pub use backend::{CpuBackend, CpuInner};
+pub use error::{Error, Result};

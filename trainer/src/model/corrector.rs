@@ -1,0 +1,99 @@
+//! The main (corrective) model: encoder, copy head, CLM head, optional SCL head.
+
+use super::EncoderInput;
+use super::backbone::Backbone;
+use super::heads::{LmHead, Transform};
+use super::layers::Dense;
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+/// What one corrector pass over the corrupted batch produces.
+#[derive(Debug, Clone)]
+pub struct CorrectorOutput<B: Backend> {
+    /// Last hidden state `[batch · seq, H]`.
+    pub hidden: Tensor<B, 2>,
+    /// Copy logits ("this token is original"), `[batch · seq]` (pads included; callers
+    /// weight them out).
+    pub copy_logits: Tensor<B, 1>,
+}
+
+/// The corrective language model.
+#[derive(Module, Debug)]
+pub struct Corrector<B: Backend> {
+    /// Embeddings and encoder.
+    pub backbone: Backbone<B>,
+    /// `Linear(H, 1)`: is the token at this position the original one?
+    pub copy_head: Dense<B>,
+    /// CLM head: Dense → GELU → LayerNorm → tied decoder + bias.
+    pub lm_head: LmHead<B>,
+    /// SCL projection Dense → GELU → LayerNorm, when sequence contrastive learning is on.
+    pub scl_head: Option<Transform<B>>,
+}
+
+impl<B: Backend> Corrector<B> {
+    /// Hidden states and copy logits of the corrupted input.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[vocab, H]`; `input.ids`: corrupted ids `[batch · seq]`
+    pub fn forward(&self, tokens: Tensor<B, 2>, input: &EncoderInput<B>) -> CorrectorOutput<B> {
+        self.forward_words(tokens.select(0, input.ids.clone()), input)
+    }
+
+    /// The same from token vectors already looked up.
+    ///
+    /// # Shapes
+    /// - `words`: `[batch · seq, H]`
+    pub fn forward_words(
+        &self,
+        words: Tensor<B, 2>,
+        input: &EncoderInput<B>,
+    ) -> CorrectorOutput<B> {
+        let hidden = self.backbone.forward_words(words, input);
+        let rows = hidden.dims()[0];
+        let copy_logits = self.copy_head.forward(hidden.clone()).reshape([rows]);
+        CorrectorOutput {
+            hidden,
+            copy_logits,
+        }
+    }
+
+    /// CLM logits at the masked positions only (at least one).
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch · seq, H]`; `tokens`: `[vocab, H]`; `masked`: `[n_masked]`
+    /// - output: `[n_masked, vocab]`
+    pub fn lm_logits(
+        &self,
+        hidden: Tensor<B, 2>,
+        tokens: Tensor<B, 2>,
+        masked: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 2> {
+        self.lm_head.forward(hidden.select(0, masked), tokens)
+    }
+
+    /// SCL view vectors of the first (`[CLS]`) position of every row, L2-normalised.
+    /// `None` when the model has no SCL head.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch · seq, H]` of a batch with `seq` columns
+    /// - output: `[batch, H]`
+    pub fn scl_views(
+        &self,
+        hidden: Tensor<B, 2>,
+        batch: usize,
+        seq: usize,
+    ) -> Option<Tensor<B, 2>> {
+        let head = self.scl_head.as_ref()?;
+        let device = hidden.device();
+        let cls = Tensor::<B, 1, Int>::arange_step(0..(batch * seq) as i64, seq, &device);
+        let z = head.forward(hidden.select(0, cls));
+        let inverse_norm = z
+            .clone()
+            .square()
+            .sum_dim(1)
+            .add_scalar(1e-12)
+            .powf_scalar(-0.5);
+        Some(z * inverse_norm)
+    }
+}

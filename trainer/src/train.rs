@@ -1,0 +1,310 @@
+//! The training loop: batches in, metrics and checkpoints out, resumable.
+//!
+//! A run directory holds `metrics.jsonl` (one [`StepMetrics`] object per logged step)
+//! and `checkpoints/step-XXXXXXXX/` (see [`crate::checkpoint`]). To resume, the caller
+//! asks [`find_resume`] for the newest checkpoint, repositions its loader with the stored
+//! caller value, and passes the [`ResumePoint`] to [`run`]: the continued run then
+//! produces bit-identical losses to an uninterrupted one on CPU.
+
+use crate::checkpoint::{Checkpoint, Checkpointer, FileCheckpointer, Retention};
+use crate::optim::Optimizer;
+use crate::step::{StepMetrics, Trainer};
+use crate::{Error, Result, params};
+use burn::tensor::backend::AutodiffBackend;
+use cocolm_shared::{Batch, RunConfig};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// File name of the metrics log inside the run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Directory of the checkpoints inside the run directory.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+
+/// The newest checkpoint of a run directory and the caller value stored in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumePoint {
+    /// The checkpoint directory.
+    pub path: PathBuf,
+    /// Optimiser steps completed at the checkpoint.
+    pub step: u64,
+    /// What [`RunHooks::caller_state`] returned when it was written.
+    pub caller: serde_json::Value,
+}
+
+/// The newest checkpoint under `out_dir`, if any.
+pub fn find_resume(out_dir: &Path) -> Result<Option<ResumePoint>> {
+    let checkpointer =
+        FileCheckpointer::new(out_dir.join(CHECKPOINT_DIR), Retention::KeepNewest(1));
+    let Some(path) = checkpointer.latest()? else {
+        return Ok(None);
+    };
+    let checkpoint = checkpointer.load(&path)?;
+    Ok(Some(ResumePoint {
+        path,
+        step: checkpoint.step,
+        caller: checkpoint.caller,
+    }))
+}
+
+/// Something the loop reports while it runs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The model, optimiser and step were restored from a checkpoint.
+    Resumed {
+        /// Steps completed at the checkpoint.
+        step: u64,
+        /// The checkpoint directory.
+        path: &'a Path,
+    },
+    /// A logged step (every `train.log_every` steps and the last one).
+    Step(&'a StepMetrics),
+    /// A checkpoint was written.
+    Checkpoint {
+        /// Steps completed.
+        step: u64,
+        /// The checkpoint directory.
+        path: &'a Path,
+    },
+}
+
+/// The caller's side of the loop.
+pub trait RunHooks {
+    /// The value stored in a checkpoint written right after `last_batch`; by default its
+    /// `cursor_after`, which repositions a loader to the next batch.
+    fn caller_state(&mut self, last_batch: &Batch) -> serde_json::Value {
+        serde_json::json!(last_batch.cursor_after)
+    }
+
+    /// Progress reporting; by default nothing.
+    fn on_event(&mut self, _event: Event<'_>) {}
+}
+
+/// Hooks with the default behaviour.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DefaultHooks;
+
+impl RunHooks for DefaultHooks {}
+
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct RunOptions<'a> {
+    /// The run configuration (`model.vocab_size` resolved).
+    pub config: &'a RunConfig,
+    /// Run directory (created if needed).
+    pub out_dir: &'a Path,
+    /// Continue from this checkpoint (from [`find_resume`]); `None` starts afresh and
+    /// refuses a directory that already holds checkpoints.
+    pub resume: Option<ResumePoint>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// Optimiser steps completed.
+    pub step: u64,
+    /// The newest checkpoint written or resumed from.
+    pub last_checkpoint: Option<PathBuf>,
+    /// Metrics of the last step run in this call.
+    pub last_metrics: Option<StepMetrics>,
+    /// The batch source ended before `train.steps`.
+    pub source_exhausted: bool,
+}
+
+/// Train until `train.steps`, pulling `train.grad_accum` batches per step from `batches`.
+///
+/// Writes metrics every `log_every` steps and checkpoints every `checkpoint_every` steps
+/// and at the end. Fails with [`Error::NonFinite`] (naming the intact last checkpoint)
+/// when the loss or gradient norm stops being finite, and with [`Error::Data`] when the
+/// source yields an error. Time spent waiting in `batches.next()` is reported as
+/// `data_wait_fraction`.
+pub fn run<B, I, E>(
+    options: RunOptions<'_>,
+    device: &B::Device,
+    batches: I,
+    hooks: &mut impl RunHooks,
+) -> Result<RunSummary>
+where
+    B: AutodiffBackend,
+    I: IntoIterator<Item = std::result::Result<Batch, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let RunOptions {
+        config,
+        out_dir,
+        resume,
+    } = options;
+    config
+        .validate(Path::new("<run configuration>"))
+        .map_err(|e| Error::config("run", e.to_string()))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let checkpointer = FileCheckpointer::new(
+        out_dir.join(CHECKPOINT_DIR),
+        Retention::KeepNewest(config.train.keep_checkpoints),
+    );
+    let mut trainer = Trainer::<B>::new(config, device)?;
+    let metrics_path = out_dir.join(METRICS_FILE);
+    let mut last_checkpoint = None;
+    match &resume {
+        Some(point) => {
+            let checkpoint = checkpointer.load(&point.path)?;
+            if checkpoint.config.model != config.model {
+                return Err(Error::Checkpoint {
+                    path: point.path.clone(),
+                    message: "its model configuration differs from this run's".into(),
+                });
+            }
+            trainer.restore(
+                checkpoint.step,
+                checkpoint.model,
+                checkpoint.optimizer,
+                &point.path,
+            )?;
+            truncate_metrics(&metrics_path, checkpoint.step)?;
+            hooks.on_event(Event::Resumed {
+                step: checkpoint.step,
+                path: &point.path,
+            });
+            last_checkpoint = Some(point.path.clone());
+        }
+        None => {
+            if let Some(existing) = checkpointer.latest()? {
+                return Err(Error::Checkpoint {
+                    path: existing,
+                    message: "the run directory already holds checkpoints; resume or choose another directory".into(),
+                });
+            }
+            std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+        }
+    }
+    let mut metrics_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
+
+    let mut source = batches.into_iter();
+    let mut last_batch: Option<Batch> = None;
+    let mut last_metrics = None;
+    let mut saved_step = resume.as_ref().map(|r| r.step);
+    let (mut wait_s, mut compute_s) = (0.0f64, 0.0f64);
+    let mut source_exhausted = false;
+    let save = |trainer: &Trainer<B>, batch: &Batch, hooks: &mut dyn RunHooks| -> Result<PathBuf> {
+        checkpointer.save(&Checkpoint {
+            step: trainer.step(),
+            config: config.clone(),
+            model: params::export(trainer.model()),
+            optimizer: trainer.optimizer().state(),
+            caller: hooks.caller_state(batch),
+        })
+    };
+
+    'steps: while trainer.step() < config.train.steps {
+        let waited = Instant::now();
+        let mut micro = Vec::with_capacity(config.train.grad_accum);
+        while micro.len() < config.train.grad_accum {
+            match source.next() {
+                Some(Ok(batch)) => micro.push(batch),
+                Some(Err(e)) => {
+                    return Err(Error::Data {
+                        step: trainer.step(),
+                        source: e.into(),
+                    });
+                }
+                None => {
+                    source_exhausted = true;
+                    break 'steps;
+                }
+            }
+        }
+        wait_s += waited.elapsed().as_secs_f64();
+        let mut metrics = match trainer.train_step(&micro) {
+            Ok(m) => m,
+            Err(Error::NonFinite {
+                step, what, value, ..
+            }) => {
+                return Err(Error::NonFinite {
+                    step,
+                    what,
+                    value,
+                    last_checkpoint,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        compute_s += metrics.step_ms / 1e3;
+        let step = trainer.step();
+        if step % config.train.log_every == 0 || step == config.train.steps {
+            metrics.data_wait_fraction = Some(wait_s / (wait_s + compute_s).max(f64::MIN_POSITIVE));
+            (wait_s, compute_s) = (0.0, 0.0);
+            let mut line = serde_json::to_string(&metrics).map_err(|e| Error::Json {
+                path: metrics_path.clone(),
+                message: e.to_string(),
+            })?;
+            line.push('\n');
+            metrics_file
+                .write_all(line.as_bytes())
+                .map_err(|e| Error::io(&metrics_path, e))?;
+            hooks.on_event(Event::Step(&metrics));
+        }
+        let batch = micro.pop().expect("grad_accum ≥ 1 batches per step");
+        if config.train.checkpoint_every > 0 && step % config.train.checkpoint_every == 0 {
+            metrics_file
+                .sync_data()
+                .map_err(|e| Error::io(&metrics_path, e))?;
+            let path = save(&trainer, &batch, hooks)?;
+            hooks.on_event(Event::Checkpoint { step, path: &path });
+            last_checkpoint = Some(path);
+            saved_step = Some(step);
+        }
+        last_batch = Some(batch);
+        last_metrics = Some(metrics);
+    }
+    if let Some(batch) = &last_batch
+        && saved_step != Some(trainer.step())
+    {
+        metrics_file
+            .sync_data()
+            .map_err(|e| Error::io(&metrics_path, e))?;
+        let path = save(&trainer, batch, hooks)?;
+        hooks.on_event(Event::Checkpoint {
+            step: trainer.step(),
+            path: &path,
+        });
+        last_checkpoint = Some(path);
+    }
+    Ok(RunSummary {
+        step: trainer.step(),
+        last_checkpoint,
+        last_metrics,
+        source_exhausted,
+    })
+}
+
+/// Drop the lines of `metrics.jsonl` logged after `step` (written by an interrupted run
+/// past its last checkpoint), atomically.
+fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+            return Ok(());
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut kept = String::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        let logged: StepMetrics = serde_json::from_str(&line).map_err(|e| Error::Json {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if logged.step <= step {
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
