@@ -214,7 +214,43 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     Ok(())
 }
 
-/// `cocolm bench train`.
-pub fn train(_args: &BenchTrainArgs) -> Result<()> {
-    anyhow::bail!("bench train: waiting for the trainer")
+/// `cocolm bench train`: full COCO-LM steps (generator, sampling, corrector, backward,
+/// AdamW) on synthetic batches.
+pub fn train(args: &BenchTrainArgs) -> Result<()> {
+    cocolm_trainer::backend::tune_allocator();
+    let mut config = cocolm_shared::RunConfig::from_toml_file(&args.config)?;
+    if config.model.vocab_size == 0 {
+        config.model.vocab_size = args.vocab_size;
+    }
+    let options = cocolm_trainer::bench::BenchOptions {
+        seq_len: args.seq_len,
+        warmup: 2,
+        steps: args.steps as usize,
+    };
+    let device = Default::default();
+    let r =
+        cocolm_trainer::bench::bench_step::<cocolm_trainer::CpuBackend>(&config, &device, options)?;
+    let m = &config.model;
+    println!(
+        "train bench: {} ({} layers, hidden {}, {} heads, FFN {}, generator {} layers, vocab {}, {} parameters)",
+        args.config.display(),
+        m.num_layers,
+        m.hidden_size,
+        m.num_heads,
+        m.ffn_size,
+        m.generator_depth(),
+        m.vocab_size,
+        r.parameters
+    );
+    println!(
+        "  {} sequences × {} tokens per step: {:.1} ms/step (fastest {:.1}), {:.0} tokens/s over {} steps",
+        r.sequences_per_step, r.seq_len, r.ms_per_step, r.min_ms_per_step, r.tokens_per_s, r.steps
+    );
+    let json = serde_json::json!({
+        "bench": "train", "config": args.config.display().to_string(), "parameters": r.parameters,
+        "sequences_per_step": r.sequences_per_step, "seq_len": r.seq_len, "steps": r.steps,
+        "ms_per_step": r.ms_per_step, "min_ms_per_step": r.min_ms_per_step, "tokens_per_s": r.tokens_per_s,
+    });
+    println!("{json}");
+    Ok(())
 }
