@@ -4,3 +4,4 @@ mod util;
 
 mod prepare;
 mod python;
+mod train;

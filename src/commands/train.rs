@@ -196,6 +196,17 @@ struct Hooks<'a> {
     examples: u64,
 }
 
+impl Hooks<'_> {
+    /// A line above the bar, or on stderr when there is no bar.
+    fn say(&self, line: String) {
+        if self.progress.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.progress.println(line);
+        }
+    }
+}
+
 impl RunHooks for Hooks<'_> {
     fn caller_state(&mut self, last_batch: &Batch) -> serde_json::Value {
         serde_json::to_value(DataState {
@@ -210,8 +221,7 @@ impl RunHooks for Hooks<'_> {
         match event {
             Event::Resumed { step, path } => {
                 self.progress.set_position(step);
-                self.progress
-                    .println(format!("resumed at step {step} from {}", path.display()));
+                self.say(format!("resumed at step {step} from {}", path.display()));
             }
             Event::Step(m) => {
                 self.progress.set_position(m.step);
@@ -239,8 +249,7 @@ impl RunHooks for Hooks<'_> {
                 }
             }
             Event::Checkpoint { step, path } => {
-                self.progress
-                    .println(format!("step {step}: checkpoint {}", path.display()));
+                self.say(format!("step {step}: checkpoint {}", path.display()));
             }
             _ => {}
         }

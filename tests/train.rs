@@ -1,0 +1,215 @@
+//! `cocolm train`, `plot` and `demo` end to end, and exact resume after kill -9.
+
+use crate::prepare::{moby, small_tokenizer};
+use crate::util::{cocolm, run_err, run_ok};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A tiny run configuration: fast enough for the dev profile.
+fn tiny_config(dir: &Path, steps: u64, checkpoint_every: u64) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[model]\nhidden_size = 32\nnum_layers = 2\nnum_heads = 2\nffn_size = 64\ngenerator_layers = 1\nmax_positions = 64\n\
+             [train]\nbatch_size = 8\nsteps = {steps}\nwarmup_steps = 3\nlr = 1e-3\nlog_every = 1\ncheckpoint_every = {checkpoint_every}\nkeep_checkpoints = 5\n\
+             [data]\nworkers = 2\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Shards of the bundled corpus with a small tokenizer.
+fn shards(dir: &Path) -> PathBuf {
+    let tokenizer = small_tokenizer(dir);
+    let out = dir.join("shards");
+    run_ok(&[
+        "prepare",
+        "--input",
+        moby().to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--seq-len",
+        "64",
+    ]);
+    out
+}
+
+/// The loss fields of every metrics line (timings differ between runs).
+fn losses(run: &Path) -> Vec<Vec<(String, serde_json::Value)>> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v.as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| {
+                    !["step_ms", "tokens_per_s", "data_wait_fraction"].contains(&k.as_str())
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_after_a_checkpoint_then_resume_gives_identical_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shards(dir.path());
+    let config = tiny_config(dir.path(), 24, 6);
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let reference = dir.path().join("reference");
+    let out = cocolm().args(args(&reference)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let run = dir.path().join("killed");
+    let mut child = cocolm()
+        .args(args(&run))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = run.join("checkpoints/step-00000012");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !checkpoint.exists() && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let finished_early = child.try_wait().unwrap().is_some();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!finished_early, "the run ended before it could be killed");
+    let mut resume = args(&run);
+    resume.push("--resume".into());
+    let out = cocolm().args(&resume).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resumed at step"), "{stderr}");
+    let (a, b) = (losses(&reference), losses(&run));
+    assert_eq!(a.len(), 24);
+    assert_eq!(a, b, "resumed losses differ from the uninterrupted run");
+}
+
+#[test]
+fn training_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shards(dir.path());
+    let config = tiny_config(dir.path(), 4, 0);
+    let out = dir.path().join("run");
+    let base = [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    // Resume with nothing to resume.
+    let mut resume = base.to_vec();
+    resume.push("--resume");
+    assert!(run_err(&resume).contains("no checkpoint"));
+    // A half-precision run needs the CUDA build.
+    let fp16 = dir.path().join("fp16.toml");
+    std::fs::write(
+        &fp16,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[train]\n", "[train]\nprecision = \"fp16\"\n"),
+    )
+    .unwrap();
+    let mut args = base.to_vec();
+    args[4] = fp16.to_str().unwrap();
+    assert!(run_err(&args).contains("--features cuda"));
+    // A model whose positions are shorter than the shards' examples.
+    let short = dir.path().join("short.toml");
+    std::fs::write(
+        &short,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("max_positions = 64", "max_positions = 32"),
+    )
+    .unwrap();
+    args[4] = short.to_str().unwrap();
+    assert!(run_err(&args).contains("max_positions 32"));
+    // A typo in the configuration names the file and the key.
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[model]\nhiden_size = 32\n").unwrap();
+    args[4] = typo.to_str().unwrap();
+    let err = run_err(&args);
+    assert!(
+        err.contains("typo.toml") && err.contains("hiden_size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_quick_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let stdout = run_ok(&["demo", "--quick", "--out", out.to_str().unwrap()]);
+    for path in [
+        "tokenizer.json",
+        "shards/manifest.json",
+        "run/metrics.jsonl",
+        "run/loss.svg",
+        "run/config.toml",
+    ] {
+        assert!(out.join(path).exists(), "{path} missing; output:\n{stdout}");
+    }
+    assert!(stdout.contains("what the losses did"), "{stdout}");
+    let rows = losses(&out.join("run"));
+    let total = |row: &Vec<(String, serde_json::Value)>| {
+        row.iter()
+            .find(|(k, _)| k == "loss")
+            .unwrap()
+            .1
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        total(rows.last().unwrap()) < total(&rows[0]),
+        "the loss did not fall"
+    );
+    // Re-running reuses its own directory; a foreign directory is refused.
+    run_ok(&["demo", "--quick", "--out", out.to_str().unwrap()]);
+    let foreign = dir.path().join("mine");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
+    assert!(
+        run_err(&["demo", "--quick", "--out", foreign.to_str().unwrap()])
+            .contains("not made by `cocolm demo`")
+    );
+    // The plot command on the run.
+    let svg = dir.path().join("again.svg");
+    let printed = run_ok(&[
+        "plot",
+        out.join("run").to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("loss") && svg.exists(), "{printed}");
+}
