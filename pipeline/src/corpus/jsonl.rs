@@ -41,19 +41,21 @@ impl JsonLinesReader {
     }
 
     fn parse_line(&self, at: Option<Location>) -> Record {
-        if let Err(e) = std::str::from_utf8(&self.buf) {
-            return Record::rejected(
-                at,
-                Reject::InvalidUtf8,
-                format!("invalid utf-8 at byte {} of the line", e.valid_up_to()),
-            );
-        }
         let mut de = serde_json::Deserializer::from_slice(&self.buf);
         let extracted = FieldSeed { field: &self.field }
             .deserialize(&mut de)
             .and_then(|v| de.end().map(|()| v));
         match extracted {
-            Err(e) => Record::rejected(at, Reject::MalformedJson, e.to_string()),
+            // The parser checks UTF-8 inside strings; only a failed line pays for telling
+            // invalid UTF-8 apart from malformed JSON.
+            Err(e) => match std::str::from_utf8(&self.buf) {
+                Err(bad) => Record::rejected(
+                    at,
+                    Reject::InvalidUtf8,
+                    format!("invalid utf-8 at byte {} of the line", bad.valid_up_to()),
+                ),
+                Ok(_) => Record::rejected(at, Reject::MalformedJson, e.to_string()),
+            },
             Ok(Extracted::Missing) => Record::rejected(
                 at,
                 Reject::MissingField,

@@ -44,9 +44,9 @@ impl Encode for crate::tokenizer::Encoder {
 }
 
 /// Bytes of text per work chunk handed to a tokenizer worker.
-const CHUNK_BYTES: usize = 1 << 20;
+const CHUNK_BYTES: usize = 256 << 10;
 /// Documents per work chunk, at most.
-const CHUNK_DOCS: usize = 1024;
+const CHUNK_DOCS: usize = 256;
 /// How often progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
