@@ -3,20 +3,27 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 
+/// One uniform `U[0, 1)` per row from the backend RNG, for [`sample_categorical`]. Drawn
+/// in one call (before any work is split across threads) so the stream is reproducible.
+pub fn uniforms<B: Backend>(rows: usize, device: &B::Device) -> Tensor<B, 1> {
+    Tensor::random([rows], Distribution::Uniform(0.0, 1.0), device)
+}
+
 /// One class per row drawn from the probabilities `probs` by inverse CDF: the first class
-/// whose cumulative probability reaches `u · total`, `u ~ U[0, 1)` from the backend RNG
-/// (one uniform per row). Pass detached `f32` probabilities (the softmax of the
-/// generator's logits); no gradient flows through a draw.
+/// whose cumulative probability reaches `u · total`. Pass detached `f32` probabilities (the
+/// softmax of the generator's logits); no gradient flows through a draw.
 ///
 /// # Shapes
-/// - `probs`: `[rows, classes]`, rows summing to about 1
+/// - `probs`: `[rows, classes]`, rows summing to about 1; `uniforms`: `[rows]`
 /// - output: `[rows]`
-pub fn sample_categorical<B: Backend>(probs: Tensor<B, 2>) -> Tensor<B, 1, Int> {
+pub fn sample_categorical<B: Backend>(
+    probs: Tensor<B, 2>,
+    uniforms: Tensor<B, 1>,
+) -> Tensor<B, 1, Int> {
     let [rows, classes] = probs.dims();
-    let device = probs.device();
     let cdf = probs.cumsum(1);
     let total = cdf.clone().narrow(1, classes - 1, 1);
-    let u = Tensor::<B, 2>::random([rows, 1], Distribution::Uniform(0.0, 1.0), &device) * total;
+    let u = uniforms.reshape([rows, 1]) * total;
     let below = cdf.lower(u).float().sum_dim(1);
     below.int().clamp(0, classes as i64 - 1).reshape([rows])
 }
@@ -37,7 +44,7 @@ mod tests {
         let probs = Tensor::<CpuInner, 1>::from_floats(p, &device)
             .unsqueeze::<2>()
             .repeat_dim(0, rows);
-        let draws = sample_categorical(probs)
+        let draws = sample_categorical(probs, uniforms(rows, &device))
             .into_data()
             .convert::<i64>()
             .to_vec::<i64>()

@@ -90,12 +90,76 @@ fn scores<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Score
     }
 }
 
+/// One block of rows of a head, computed entirely on the inner backend.
+struct Block<B: Backend> {
+    cross_entropy: Tensor<B, 1>,
+    correct: Tensor<B, 1>,
+    samples: Option<Tensor<B, 1, Int>>,
+    d_x: Tensor<B, 2>,
+    d_tokens_t: Tensor<B, 2>,
+    d_bias: Tensor<B, 1>,
+}
+
+/// The rows of one block, inputs of [`block`].
+struct Rows<B: Backend> {
+    x: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+    weights: Tensor<B, 1>,
+    uniforms: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Rows<B> {
+    fn narrow(&self, start: usize, len: usize) -> Self {
+        Self {
+            x: self.x.clone().narrow(0, start, len),
+            targets: self.targets.clone().narrow(0, start, len),
+            weights: self.weights.clone().narrow(0, start, len),
+            uniforms: self.uniforms.clone().map(|u| u.narrow(0, start, len)),
+        }
+    }
+}
+
+fn block<B: Backend>(rows: Rows<B>, tied: &TiedTable<B>, bias: Tensor<B, 1>) -> Block<B> {
+    let [n, _] = rows.x.dims();
+    let vocab = bias.dims()[0];
+    let device = rows.x.device();
+    let logits = rows.x.clone().matmul(tied.transposed.clone()) + bias.unsqueeze::<2>();
+    let Scores {
+        probs,
+        cross_entropy,
+        correct,
+    } = scores(logits, rows.targets.clone());
+    let samples = rows
+        .uniforms
+        .map(|u| crate::sample::sample_categorical(probs.clone(), u));
+    let minus_one = Tensor::full([n, 1], -1.0, &device);
+    let grad = probs.scatter(
+        1,
+        rows.targets.reshape([n, 1]),
+        minus_one,
+        IndexingUpdateOp::Add,
+    ) * rows.weights.reshape([n, 1]);
+    Block {
+        cross_entropy,
+        correct,
+        samples,
+        d_x: grad.clone().matmul(tied.table.clone()),
+        d_bias: grad.clone().sum_dim(0).reshape([vocab]),
+        d_tokens_t: rows.x.transpose().matmul(grad),
+    }
+}
+
+/// Rows below which a head is not split across two threads.
+const SPLIT_ROWS: usize = 64;
+
 /// Loss, gradients and (when `draw`) one sampled class per row of a tied vocabulary head.
 ///
 /// `row_weights` are the weights of the rows' cross-entropies in the total loss; the
 /// gradients are those of `Σ w_i · CE_i`. When `draw` is set, one class per row is drawn
 /// from the softmax ([`sample_categorical`](crate::sample::sample_categorical)) before it
-/// is turned into the gradient.
+/// is turned into the gradient. Burn's CPU backend runs elementwise work on one thread, so
+/// the rows are processed as two halves on two threads (the uniforms for the draws are
+/// taken from the RNG first, so results do not depend on the split).
 ///
 /// # Shapes
 /// - `x`: head input after the transform, `[rows, H]`; `bias`: `[vocab]`
@@ -110,26 +174,37 @@ pub fn vocab_loss<B: AutodiffBackend>(
     draw: bool,
 ) -> (VocabLoss<B>, Option<Tensor<B::InnerBackend, 1, Int>>) {
     let inner = x.clone().inner();
-    let [rows, _] = inner.dims();
-    let vocab = bias.dims()[0];
-    let device = inner.device();
-    let logits = inner.clone().matmul(tied.transposed.clone()) + bias.unsqueeze::<2>();
-    let Scores {
-        probs,
-        cross_entropy,
-        correct,
-    } = scores(logits, targets.clone());
-    let samples = draw.then(|| crate::sample::sample_categorical(probs.clone()));
-    let minus_one = Tensor::full([rows, 1], -1.0, &device);
-    let grad = probs.scatter(
-        1,
-        targets.reshape([rows, 1]),
-        minus_one,
-        IndexingUpdateOp::Add,
-    ) * row_weights.reshape([rows, 1]);
-    let d_x = grad.clone().matmul(tied.table.clone());
-    let d_bias = grad.clone().sum_dim(0).reshape([vocab]);
-    let d_tokens_t = inner.transpose().matmul(grad);
+    let [n, _] = inner.dims();
+    let rows = Rows {
+        uniforms: draw.then(|| crate::sample::uniforms(n, &inner.device())),
+        x: inner,
+        targets,
+        weights: row_weights,
+    };
+    let blocks = if n >= SPLIT_ROWS {
+        let half = n / 2;
+        let (first, second) = (rows.narrow(0, half), rows.narrow(half, n - half));
+        std::thread::scope(|scope| {
+            let bias_first = bias.clone();
+            let worker = scope.spawn(move || block(first, tied, bias_first));
+            let second = block(second, tied, bias);
+            vec![
+                worker.join().expect("a vocabulary worker thread panicked"),
+                second,
+            ]
+        })
+    } else {
+        vec![block(rows, tied, bias)]
+    };
+    let cross_entropy = Tensor::cat(blocks.iter().map(|b| b.cross_entropy.clone()).collect(), 0);
+    let samples =
+        draw.then(|| Tensor::cat(blocks.iter().filter_map(|b| b.samples.clone()).collect(), 0));
+    let d_x = Tensor::cat(blocks.iter().map(|b| b.d_x.clone()).collect(), 0);
+    let (correct, d_tokens_t, d_bias) = blocks
+        .into_iter()
+        .map(|b| (b.correct, b.d_tokens_t, b.d_bias))
+        .reduce(|a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+        .expect("at least one block");
     let s = (x * Tensor::from_inner(d_x)).sum();
     (
         VocabLoss {
@@ -152,19 +227,27 @@ mod tests {
 
     type AD = CpuBackend;
 
-    /// The hand-written gradients equal autodiff through `x·Eᵀ + b` and cross-entropy.
+    /// The hand-written gradients equal autodiff through `x·Eᵀ + b` and cross-entropy,
+    /// for a head processed whole and one split across two threads.
     #[test]
     fn matches_autodiff() {
+        for rows in [5, SPLIT_ROWS + 7] {
+            check_against_autodiff(rows);
+        }
+    }
+
+    fn check_against_autodiff(rows: usize) {
         let device = Default::default();
-        let (rows, hidden, vocab) = (5, 4, 9);
+        let (hidden, vocab) = (4, 9);
         let x = Tensor::<AD, 2>::random([rows, hidden], Distribution::Normal(0.0, 1.0), &device);
         let e = Tensor::<AD, 2>::random([vocab, hidden], Distribution::Normal(0.0, 1.0), &device);
         let b = Tensor::<AD, 1>::random([vocab], Distribution::Normal(0.0, 1.0), &device);
-        let targets = Tensor::<AD, 1, Int>::from_data(
-            TensorData::new(vec![0i64, 3, 8, 3, 1], [rows]),
-            &device,
-        );
-        let w = Tensor::<AD, 1>::from_floats([1.0, 0.5, 0.0, 2.0, 0.25], &device);
+        let t: Vec<i64> = (0..rows as i64)
+            .map(|i| (i * 5 + 3) % vocab as i64)
+            .collect();
+        let targets = Tensor::<AD, 1, Int>::from_data(TensorData::new(t, [rows]), &device);
+        let w: Vec<f32> = (0..rows).map(|i| (i % 4) as f32 * 0.5).collect();
+        let w = Tensor::<AD, 1>::from_data(TensorData::new(w, [rows]), &device);
 
         // Reference: autodiff all the way.
         let (xr, er, br) = (

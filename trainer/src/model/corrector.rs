@@ -25,7 +25,8 @@ pub struct Corrector<B: Backend> {
     pub backbone: Backbone<B>,
     /// `Linear(H, 1)`: is the token at this position the original one?
     pub copy_head: Dense<B>,
-    /// CLM head: Dense → GELU → LayerNorm → tied decoder + bias.
+    /// CLM head: Dense → GELU → LayerNorm → tied decoder + bias (the training step runs
+    /// the decoder by hand at the masked rows, see [`crate::vocab`]).
     pub lm_head: LmHead<B>,
     /// SCL projection Dense → GELU → LayerNorm, when sequence contrastive learning is on.
     pub scl_head: Option<Transform<B>>,
@@ -56,20 +57,6 @@ impl<B: Backend> Corrector<B> {
             hidden,
             copy_logits,
         }
-    }
-
-    /// CLM logits at the masked positions only (at least one).
-    ///
-    /// # Shapes
-    /// - `hidden`: `[batch · seq, H]`; `tokens`: `[vocab, H]`; `masked`: `[n_masked]`
-    /// - output: `[n_masked, vocab]`
-    pub fn lm_logits(
-        &self,
-        hidden: Tensor<B, 2>,
-        tokens: Tensor<B, 2>,
-        masked: Tensor<B, 1, Int>,
-    ) -> Tensor<B, 2> {
-        self.lm_head.forward(hidden.select(0, masked), tokens)
     }
 
     /// SCL view vectors of the first (`[CLS]`) position of every row, L2-normalised.
