@@ -10,8 +10,9 @@ use cocolm_shared::LoaderCursor;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Resident and peak resident memory of this process, in bytes (Linux; 0 elsewhere).
-pub fn memory() -> (u64, u64) {
+/// Resident memory of this process in bytes (Linux; 0 elsewhere): the total, its peak,
+/// and the anonymous part (heap and stacks; the rest is mapped files, i.e. page cache).
+pub fn memory() -> (u64, u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -20,13 +21,13 @@ pub fn memory() -> (u64, u64) {
             .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             .map_or(0, |kib| kib * 1024)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
 }
 
 /// `cocolm bench loader DIR`.
 pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     let set = ShardSet::open(&args.dir, Verify::Structure)?;
-    let (rss_open, _) = memory();
+    let (rss_open, _, anon_open) = memory();
     let seq_len = set.manifest().seq_len;
     let batches = args
         .batches
@@ -51,7 +52,7 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     let loader_s = start.elapsed().as_secs_f64();
     let metrics = loader.metrics();
     drop(loader);
-    let (rss_after, rss_peak) = memory();
+    let (rss_after, rss_peak, anon_after) = memory();
 
     // Physical reference: copy the same number of examples, in storage order, into a
     // reused padded buffer.
@@ -98,11 +99,14 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
         metrics.producer_blocked_ns as f64 / 1e9,
         metrics.mean_depth
     );
+    let mib = |b: u64| crate::progress::bytes(b as f64);
     println!(
-        "  RSS after open {}, after the run {}, peak {}",
-        crate::progress::bytes(rss_open as f64),
-        crate::progress::bytes(rss_after as f64),
-        crate::progress::bytes(rss_peak as f64)
+        "  RSS after open {} (anonymous {}), after the run {} (anonymous {}), peak {}; the rest is the mapped shards",
+        mib(rss_open),
+        mib(anon_open),
+        mib(rss_after),
+        mib(anon_after),
+        mib(rss_peak)
     );
     let json = serde_json::json!({
         "bench": "loader", "examples": set.len(), "seq_len": seq_len, "batch_size": args.batch_size,
@@ -110,6 +114,7 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
         "loader_tokens_per_s": tokens as f64 / loader_s, "memcpy_tokens_per_s": copied as f64 / memcpy_s,
         "loader_batches_per_s": batches as f64 / loader_s, "queue": metrics,
         "rss_open": rss_open, "rss_after": rss_after, "rss_peak": rss_peak,
+        "anon_open": anon_open, "anon_after": anon_after,
     });
     println!("{json}");
     Ok(())
