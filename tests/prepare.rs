@@ -30,6 +30,23 @@ pub fn small_tokenizer(dir: &Path) -> PathBuf {
     out
 }
 
+/// `cocolm prepare` of the bundled corpus with `tokenizer` into `out`, plus `extra`
+/// arguments; returns stdout.
+pub fn prepare_moby(tokenizer: &Path, out: &Path, extra: &[&str]) -> String {
+    let input = moby();
+    let mut args = vec![
+        "prepare",
+        "--input",
+        input.to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args)
+}
+
 /// The token stream `prepare` should produce: documents encoded in order, joined by [SEP].
 pub fn expected_stream(inputs: &[PathBuf], tokenizer: &Path) -> Vec<u32> {
     let tok = TokenizerJson::load(tokenizer).unwrap();
@@ -72,24 +89,8 @@ fn bundled_corpus_round_trip_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let tokenizer = small_tokenizer(dir.path());
     let shards = dir.path().join("shards");
-    let (m, t, s) = (
-        moby(),
-        tokenizer.to_str().unwrap().to_string(),
-        shards.to_str().unwrap().to_string(),
-    );
-    let out = run_ok(&[
-        "prepare",
-        "--input",
-        m.to_str().unwrap(),
-        "--tokenizer",
-        &t,
-        "--out",
-        &s,
-        "--seq-len",
-        "128",
-        "--shard-size",
-        "64K",
-    ]);
+    let extra = ["--seq-len", "128", "--shard-size", "64K"];
+    let out = prepare_moby(&tokenizer, &shards, &extra);
     assert!(out.contains("135 accepted, 0 rejected"), "{out}");
     assert_eq!(
         shard_stream(&shards),
@@ -98,22 +99,11 @@ fn bundled_corpus_round_trip_through_the_cli() {
     let set = ShardSet::open(&shards, Verify::Full).unwrap();
     assert!(set.manifest().shards.len() > 3);
 
-    let again = run_ok(&[
-        "prepare",
-        "--input",
-        m.to_str().unwrap(),
-        "--tokenizer",
-        &t,
-        "--out",
-        &s,
-        "--seq-len",
-        "128",
-        "--shard-size",
-        "64K",
-    ]);
+    let again = prepare_moby(&tokenizer, &shards, &extra);
     assert!(again.contains("already complete"), "{again}");
 
-    let report = run_ok(&["stats", &s]);
+    let s = shards.to_str().unwrap();
+    let report = run_ok(&["stats", s]);
     assert!(
         report.contains(&format!("examples          {}", set.len())),
         "{report}"
@@ -129,11 +119,11 @@ fn bundled_corpus_round_trip_through_the_cli() {
         sql.contains(&set.manifest().totals.tokens.to_string()),
         "{sql}"
     );
-    let err = run_err(&["stats", &s, "--sql", "SELECT nope FROM examples"]);
+    let err = run_err(&["stats", s, "--sql", "SELECT nope FROM examples"]);
     assert!(err.contains("nope"), "{err}");
 
     let pq = dir.path().join("pq");
-    let out = run_ok(&["export", &s, "--parquet", pq.to_str().unwrap()]);
+    let out = run_ok(&["export", s, "--parquet", pq.to_str().unwrap()]);
     assert!(
         out.contains(&format!(
             "wrote {} Parquet files",
@@ -150,21 +140,18 @@ fn thread_count_does_not_change_the_output() {
     let mut outputs = Vec::new();
     for threads in ["1", "3"] {
         let out = dir.path().join(format!("t{threads}"));
-        run_ok(&[
-            "prepare",
-            "--input",
-            moby().to_str().unwrap(),
-            "--tokenizer",
-            tokenizer.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--seq-len",
-            "64",
-            "--shard-size",
-            "100K",
-            "--threads",
-            threads,
-        ]);
+        prepare_moby(
+            &tokenizer,
+            &out,
+            &[
+                "--seq-len",
+                "64",
+                "--shard-size",
+                "100K",
+                "--threads",
+                threads,
+            ],
+        );
         outputs.push(files_of(&out));
     }
     assert_eq!(outputs[0], outputs[1]);

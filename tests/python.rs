@@ -1,7 +1,7 @@
 //! The real Python clients: pyarrow, Hugging Face datasets and tokenizers read what we
 //! write and agree with our ids. Skipped, with a reason, where the modules are absent.
 
-use crate::prepare::{expected_stream, moby, shard_stream, small_tokenizer};
+use crate::prepare::{expected_stream, moby, prepare_moby, shard_stream, small_tokenizer};
 use crate::util::{python_script, python_with, run_ok, shared};
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
 use std::io::Write;
@@ -16,19 +16,11 @@ fn pyarrow_and_datasets_read_the_shards() {
     let dir = tempfile::tempdir().unwrap();
     let tokenizer = small_tokenizer(dir.path());
     let shards = dir.path().join("shards");
-    run_ok(&[
-        "prepare",
-        "--input",
-        moby().to_str().unwrap(),
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--out",
-        shards.to_str().unwrap(),
-        "--seq-len",
-        "128",
-        "--shard-size",
-        "100K",
-    ]);
+    prepare_moby(
+        &tokenizer,
+        &shards,
+        &["--seq-len", "128", "--shard-size", "100K"],
+    );
     let out = python_script(&python, "read_shards.py", &[shards.to_str().unwrap()]);
     let got: serde_json::Value = serde_json::from_str(&out).unwrap();
     let set = ShardSet::open(&shards, Verify::Full).unwrap();
@@ -100,17 +92,7 @@ fn python_tokenizers_gives_our_ids_for_a_trained_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
     let tokenizer = small_tokenizer(dir.path());
     let shards = dir.path().join("shards");
-    run_ok(&[
-        "prepare",
-        "--input",
-        moby().to_str().unwrap(),
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--out",
-        shards.to_str().unwrap(),
-        "--seq-len",
-        "256",
-    ]);
+    prepare_moby(&tokenizer, &shards, &["--seq-len", "256"]);
     python_agrees(&python, &tokenizer, &[moby()], &shards);
 }
 

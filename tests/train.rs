@@ -1,6 +1,6 @@
 //! `cocolm train`, `plot` and `demo` end to end, and exact resume after kill -9.
 
-use crate::prepare::{moby, small_tokenizer};
+use crate::prepare::{prepare_moby, small_tokenizer};
 use crate::util::{cocolm, run_err, run_ok};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,17 +24,7 @@ fn tiny_config(dir: &Path, steps: u64, checkpoint_every: u64) -> PathBuf {
 fn shards(dir: &Path) -> PathBuf {
     let tokenizer = small_tokenizer(dir);
     let out = dir.join("shards");
-    run_ok(&[
-        "prepare",
-        "--input",
-        moby().to_str().unwrap(),
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--seq-len",
-        "64",
-    ]);
+    prepare_moby(&tokenizer, &out, &["--seq-len", "64"]);
     out
 }
 
@@ -132,38 +122,34 @@ fn training_refuses_what_it_cannot_do() {
     let mut resume = base.to_vec();
     resume.push("--resume");
     assert!(run_err(&resume).contains("no checkpoint"));
-    // A half-precision run needs the CUDA build.
-    let fp16 = dir.path().join("fp16.toml");
-    std::fs::write(
-        &fp16,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("[train]\n", "[train]\nprecision = \"fp16\"\n"),
-    )
-    .unwrap();
-    let mut args = base.to_vec();
-    args[4] = fp16.to_str().unwrap();
-    assert!(run_err(&args).contains("--features cuda"));
-    // A model whose positions are shorter than the shards' examples.
-    let short = dir.path().join("short.toml");
-    std::fs::write(
-        &short,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("max_positions = 64", "max_positions = 32"),
-    )
-    .unwrap();
-    args[4] = short.to_str().unwrap();
-    assert!(run_err(&args).contains("max_positions 32"));
-    // A typo in the configuration names the file and the key.
-    let typo = dir.path().join("typo.toml");
-    std::fs::write(&typo, "[model]\nhiden_size = 32\n").unwrap();
-    args[4] = typo.to_str().unwrap();
-    let err = run_err(&args);
-    assert!(
-        err.contains("typo.toml") && err.contains("hiden_size"),
-        "{err}"
-    );
+    // A half-precision run needs the CUDA build; positions shorter than the shards'
+    // examples; a typo in the configuration (named with its file).
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cases = [
+        (
+            "fp16.toml",
+            text.replace("[train]\n", "[train]\nprecision = \"fp16\"\n"),
+            vec!["--features cuda"],
+        ),
+        (
+            "short.toml",
+            text.replace("max_positions = 64", "max_positions = 32"),
+            vec!["max_positions 32"],
+        ),
+        (
+            "typo.toml",
+            "[model]\nhiden_size = 32\n".to_string(),
+            vec!["typo.toml", "hiden_size"],
+        ),
+    ];
+    for (name, content, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let mut args = base.to_vec();
+        args[4] = path.to_str().unwrap();
+        let err = run_err(&args);
+        assert!(expected.iter().all(|e| err.contains(e)), "{name}: {err}");
+    }
 }
 
 #[test]
