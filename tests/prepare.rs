@@ -111,7 +111,7 @@ fn bundled_corpus_round_trip_through_the_cli() {
     assert!(report.contains("\" the\""), "{report}");
     let sql = run_ok(&[
         "stats",
-        &s,
+        s,
         "--sql",
         "SELECT SUM(length) AS tokens FROM examples",
     ]);
