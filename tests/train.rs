@@ -167,6 +167,10 @@ fn demo_quick_runs_end_to_end() {
         assert!(out.join(path).exists(), "{path} missing; output:\n{stdout}");
     }
     assert!(stdout.contains("what the losses did"), "{stdout}");
+    let queue = std::fs::read_to_string(out.join("run/loader_metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(queue.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"], 30);
+    assert!(last["queue"]["delivered"].as_u64().unwrap() >= 30, "{last}");
     let rows = losses(&out.join("run"));
     let total = |row: &Vec<(String, serde_json::Value)>| {
         row.iter()

@@ -4,12 +4,15 @@ use crate::cli::TrainArgs;
 use crate::progress::bar;
 use anyhow::{Context, Result, bail};
 use cocolm_pipeline::loader::{Loader, LoaderOptions, default_workers};
+use cocolm_pipeline::queue::QueueMetrics;
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
 use cocolm_shared::{Batch, LoaderCursor, Precision, RunConfig};
 use cocolm_trainer::train::{Event, RunHooks, RunOptions, RunSummary, find_resume};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// What a checkpoint stores for the data side: where the loader resumes, and which data
 /// it was reading.
@@ -128,7 +131,19 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         ..LoaderOptions::default()
     };
     let mut loader = Loader::start(set.clone(), &options, cursor)?;
-    let batches = std::iter::from_fn(move || Some(loader.next_batch()));
+    let queue = Arc::new(Mutex::new(QueueMetrics::default()));
+    let queue_in_source = queue.clone();
+    let batches = std::iter::from_fn(move || {
+        let batch = loader.next_batch();
+        *queue_in_source.lock().expect("queue metrics lock") = loader.metrics();
+        Some(batch)
+    });
+    let data_log_path = plan.out.join(DATA_METRICS_FILE);
+    let data_log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&data_log_path)
+        .with_context(|| format!("opening {}", data_log_path.display()))?;
     let progress = bar(
         config.train.steps,
         "{elapsed_precise} [{wide_bar}] step {pos}/{len} ETA {eta} {msg}",
@@ -137,6 +152,8 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         progress: &progress,
         tokenizer_sha256: manifest.tokenizer.sha256.clone(),
         examples: set.len(),
+        queue,
+        data_log,
     };
     let run_options = RunOptions {
         config: &config,
@@ -190,10 +207,16 @@ fn run_on_gpu(
     })
 }
 
+/// Loader queue metrics, one JSON line per logged step (appended by every run, resumed
+/// runs included): what the consumer waited, what producers were blocked, queue depth.
+pub const DATA_METRICS_FILE: &str = "loader_metrics.jsonl";
+
 struct Hooks<'a> {
     progress: &'a ProgressBar,
     tokenizer_sha256: String,
     examples: u64,
+    queue: Arc<Mutex<QueueMetrics>>,
+    data_log: std::fs::File,
 }
 
 impl Hooks<'_> {
@@ -224,6 +247,11 @@ impl RunHooks for Hooks<'_> {
                 self.say(format!("resumed at step {step} from {}", path.display()));
             }
             Event::Step(m) => {
+                let queue = *self.queue.lock().expect("queue metrics lock");
+                let line = serde_json::json!({"step": m.step, "queue": queue});
+                if let Err(e) = writeln!(self.data_log, "{line}") {
+                    self.say(format!("warning: cannot write {DATA_METRICS_FILE}: {e}"));
+                }
                 self.progress.set_position(m.step);
                 self.progress.set_message(format!(
                     "loss {:.3} (mlm {:.3} copy {:.3} clm {:.3}) {:.0} tok/s, data wait {:.0}%",
