@@ -300,13 +300,19 @@ impl Job<'_> {
         let (done_tx, done_rx) = bounded::<Result<Chunk<Processed>>>(threads * 2);
         let this = &*self;
         let (read, packed) = std::thread::scope(|scope| {
-            let reader = scope.spawn(move || this.read_inputs(resume, work_tx));
-            for _ in 0..threads {
+            let reader = std::thread::Builder::new()
+                .name("cocolm-read".into())
+                .spawn_scoped(scope, move || this.read_inputs(resume, work_tx))
+                .expect("spawning the reader thread");
+            for w in 0..threads {
                 let work_rx = work_rx.clone();
                 let done_tx = done_tx.clone();
-                scope.spawn(move || {
-                    tokenize_chunks(work_rx, done_tx, &*this.encoder, &this.encode_ns)
-                });
+                std::thread::Builder::new()
+                    .name(format!("cocolm-encode-{w}"))
+                    .spawn_scoped(scope, move || {
+                        tokenize_chunks(work_rx, done_tx, &*this.encoder, &this.encode_ns)
+                    })
+                    .expect("spawning a tokenizer thread");
             }
             drop(work_rx);
             drop(done_tx);
