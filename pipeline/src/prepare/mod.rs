@@ -478,7 +478,13 @@ impl Job<'_> {
             }
         }
         let w = Instant::now();
-        packer.finish(|example| writer.push(example.ids, example.first_document).map(|_| ()))?;
+        // The last example may itself complete a shard; `finish` then has nothing left.
+        packer.finish(|example| {
+            if let Some(shard) = writer.push(example.ids, example.first_document)? {
+                manifest.shards.push(shard);
+            }
+            Ok::<(), Error>(())
+        })?;
         if let Some(shard) = writer.finish()? {
             manifest.shards.push(shard);
         }

@@ -235,3 +235,23 @@ fn manifest_follows_the_json_schema() {
     let err = crate::testutil::check_json_schema(&schema, &schema, &bad, "manifest").unwrap_err();
     assert!(err.contains("manifest.shards[0].extra"), "{err}");
 }
+
+/// Regression: when the final, shorter example completes a shard, that shard is listed.
+#[test]
+fn last_example_completing_a_shard_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let first = run(&options(&input, &dir.path().join("first"), 2), toy(None)).unwrap();
+    let examples = first.manifest.totals.examples;
+    let mut exact = options(&input, &dir.path().join("exact"), 2);
+    exact.shard_bytes = examples * (16 * 4 + 16);
+    let report = run(&exact, toy(None)).unwrap();
+    assert_eq!(report.manifest.shards.len(), 1);
+    assert_eq!(report.manifest.totals.examples, examples);
+    assert_eq!(
+        ShardSet::open(&dir.path().join("exact"), Verify::Full)
+            .unwrap()
+            .len(),
+        examples
+    );
+}
