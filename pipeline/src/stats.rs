@@ -209,14 +209,23 @@ pub fn report(
         "SELECT (length / {bucket}) * {bucket} AS lo, COUNT(*) AS n FROM examples GROUP BY lo ORDER BY lo"
     );
     let hist = sql.columns_u64(&hist_sql)?;
-    let top_sql = format!(
-        "SELECT id, COUNT(*) AS n FROM (SELECT unnest(input_ids) AS id FROM examples) GROUP BY id ORDER BY n DESC, id LIMIT {top}"
-    );
-    let top_ids = sql.columns_u64(&top_sql)?;
-    let unk = m.tokenizer.special_tokens.unk;
-    let unk_count = sql.columns_u64(&format!(
-        "SELECT COUNT(*) FROM (SELECT unnest(input_ids) AS id FROM examples) WHERE id = {unk}"
-    ))?[0][0];
+    // One pass over the tokens: the count of every id (at most the vocabulary size rows)
+    // gives both the most frequent ids and the [UNK] count.
+    let counts = sql.columns_u64(
+        "SELECT id, COUNT(*) AS n FROM (SELECT unnest(input_ids) AS id FROM examples) GROUP BY id",
+    )?;
+    let mut by_count: Vec<(u64, u64)> = counts[0]
+        .iter()
+        .copied()
+        .zip(counts[1].iter().copied())
+        .collect();
+    let unk = u64::from(m.tokenizer.special_tokens.unk);
+    let unk_count = by_count
+        .iter()
+        .find(|(id, _)| *id == unk)
+        .map_or(0, |(_, n)| *n);
+    by_count.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    by_count.truncate(top);
     Ok(Report {
         examples,
         tokens,
@@ -231,10 +240,8 @@ pub fn report(
             .copied()
             .zip(hist[1].iter().copied())
             .collect(),
-        top_ids: top_ids[0]
-            .iter()
-            .zip(&top_ids[1])
-            .map(|(&id, &n)| (id, n))
+        top_ids: by_count
+            .into_iter()
             .map(|(id, n)| (id as u32, n, decode(id as u32)))
             .collect(),
         unk_rate: if tokens == 0 {
