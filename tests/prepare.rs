@@ -33,18 +33,26 @@ pub fn small_tokenizer(dir: &Path) -> PathBuf {
 /// `cocolm prepare` of the bundled corpus with `tokenizer` into `out`, plus `extra`
 /// arguments; returns stdout.
 pub fn prepare_moby(tokenizer: &Path, out: &Path, extra: &[&str]) -> String {
-    let input = moby();
-    let mut args = vec![
+    run_ok(&prepare_args(&moby(), tokenizer, out, extra))
+}
+
+/// The arguments of `cocolm prepare --input … --tokenizer … --out …` plus `extra`.
+pub fn prepare_args(input: &Path, tokenizer: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let paths = [input, tokenizer, out].map(|p| p.to_str().unwrap().to_string());
+    let [input, tokenizer, out] = paths;
+    [
         "prepare",
         "--input",
-        input.to_str().unwrap(),
+        &input,
         "--tokenizer",
-        tokenizer.to_str().unwrap(),
+        &tokenizer,
         "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run_ok(&args)
+        &out,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// The token stream `prepare` should produce: documents encoded in order, joined by [SEP].
@@ -193,17 +201,7 @@ fn bad_inputs_are_counted_and_named() {
     drop(big);
 
     let out_dir = dir.path().join("out");
-    let args = [
-        "prepare",
-        "--input",
-        input.to_str().unwrap(),
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--seq-len",
-        "32",
-    ];
+    let args = prepare_args(&input, &tokenizer, &out_dir, &["--seq-len", "32"]);
     let out = run_ok(&args);
     for expected in [
         "latin1.txt: 1 invalid utf-8",
@@ -239,10 +237,12 @@ fn bad_inputs_are_counted_and_named() {
     );
 
     let strict = dir.path().join("strict");
-    let mut strict_args = args.to_vec();
-    strict_args[6] = strict.to_str().unwrap();
-    strict_args.push("--strict");
-    let err = run_err(&strict_args);
+    let err = run_err(&prepare_args(
+        &input,
+        &tokenizer,
+        &strict,
+        &["--seq-len", "32", "--strict"],
+    ));
     assert!(
         err.contains("empty.txt") && err.contains("rejected under --strict"),
         "{err}"
@@ -305,25 +305,9 @@ fn kill_9_at_any_moment_then_resume_gives_identical_output() {
     for copy in 0..8 {
         std::fs::copy(moby(), corpus.join(format!("copy{copy}.jsonl.zst"))).unwrap();
     }
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "prepare",
-            "--input",
-            corpus.to_str().unwrap(),
-            "--tokenizer",
-            tokenizer.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--seq-len",
-            "64",
-            "--shard-size",
-            "40K",
-            "--threads",
-            "2",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    let args = |out: &Path| {
+        let extra = ["--seq-len", "64", "--shard-size", "40K", "--threads", "2"];
+        prepare_args(&corpus, &tokenizer, out, &extra)
     };
     let reference = dir.path().join("reference");
     let started = std::time::Instant::now();

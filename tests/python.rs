@@ -1,7 +1,9 @@
 //! The real Python clients: pyarrow, Hugging Face datasets and tokenizers read what we
 //! write and agree with our ids. Skipped, with a reason, where the modules are absent.
 
-use crate::prepare::{expected_stream, moby, prepare_moby, shard_stream, small_tokenizer};
+use crate::prepare::{
+    expected_stream, moby, prepare_args, prepare_moby, shard_stream, small_tokenizer,
+};
 use crate::util::{python_script, python_with, run_ok, shared};
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
 use std::io::Write;
@@ -106,17 +108,12 @@ fn python_tokenizers_gives_our_ids_for_the_128k_tokenizer() {
     let tokenizer = shared.join("data/tokenizers/llama3-128k.tokenizer.json.zst");
     let input = shared.join("data/corpus/wikipedia-summaries.jsonl.zst");
     let shards = dir.path().join("shards");
-    let out = run_ok(&[
-        "prepare",
-        "--input",
-        input.to_str().unwrap(),
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--out",
-        shards.to_str().unwrap(),
-        "--seq-len",
-        "512",
-    ]);
+    let out = run_ok(&prepare_args(
+        &input,
+        &tokenizer,
+        &shards,
+        &["--seq-len", "512"],
+    ));
     assert!(out.contains("10033 accepted"), "{out}");
     let m = cocolm_shared::Manifest::read_dir(&shards).unwrap();
     assert_eq!(m.tokenizer.vocab_size, 128_261);

@@ -1,7 +1,7 @@
 //! Helpers for the end-to-end tests: the binary, the Python clients, `../shared`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// The `cocolm` binary built for these tests.
 pub fn cocolm() -> Command {
@@ -9,14 +9,9 @@ pub fn cocolm() -> Command {
 }
 
 /// Run `cocolm args…`, asserting success; returns stdout.
-pub fn run_ok(args: &[&str]) -> String {
-    let out = cocolm().args(args).output().expect("running cocolm");
-    assert_success(&out, args);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Panic with the command's output unless it succeeded.
-pub fn assert_success(out: &Output, args: &[&str]) {
+pub fn run_ok<S: AsRef<str>>(args: &[S]) -> String {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let out = cocolm().args(&args).output().expect("running cocolm");
     assert!(
         out.status.success(),
         "cocolm {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
@@ -24,11 +19,13 @@ pub fn assert_success(out: &Output, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Run `cocolm args…`, asserting failure; returns stderr.
-pub fn run_err(args: &[&str]) -> String {
-    let out = cocolm().args(args).output().expect("running cocolm");
+pub fn run_err<S: AsRef<str>>(args: &[S]) -> String {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let out = cocolm().args(&args).output().expect("running cocolm");
     assert!(!out.status.success(), "cocolm {args:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
