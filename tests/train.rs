@@ -28,6 +28,17 @@ fn shards(dir: &Path) -> PathBuf {
     out
 }
 
+/// The arguments of `cocolm train --data … --config … --out …` plus `extra`.
+fn train_args(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let paths = [data, config, out].map(|p| p.to_str().unwrap().to_string());
+    let [data, config, out] = paths;
+    ["train", "--data", &data, "--config", &config, "--out", &out]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// The loss fields of every metrics line (timings differ between runs).
 fn losses(run: &Path) -> Vec<Vec<(String, serde_json::Value)>> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -51,20 +62,7 @@ fn kill_9_after_a_checkpoint_then_resume_gives_identical_losses() {
     let dir = tempfile::tempdir().unwrap();
     let data = shards(dir.path());
     let config = tiny_config(dir.path(), 24, 6);
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |out: &Path| train_args(&data, &config, out, &[]);
     let reference = dir.path().join("reference");
     let out = cocolm().args(args(&reference)).output().unwrap();
     assert!(
@@ -88,8 +86,7 @@ fn kill_9_after_a_checkpoint_then_resume_gives_identical_losses() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!finished_early, "the run ended before it could be killed");
-    let mut resume = args(&run);
-    resume.push("--resume".into());
+    let resume = train_args(&data, &config, &run, &["--resume"]);
     let out = cocolm().args(&resume).output().unwrap();
     assert!(
         out.status.success(),
@@ -109,19 +106,8 @@ fn training_refuses_what_it_cannot_do() {
     let data = shards(dir.path());
     let config = tiny_config(dir.path(), 4, 0);
     let out = dir.path().join("run");
-    let base = [
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
     // Resume with nothing to resume.
-    let mut resume = base.to_vec();
-    resume.push("--resume");
-    assert!(run_err(&resume).contains("no checkpoint"));
+    assert!(run_err(&train_args(&data, &config, &out, &["--resume"])).contains("no checkpoint"));
     // A half-precision run needs the CUDA build; positions shorter than the shards'
     // examples; a typo in the configuration (named with its file).
     let text = std::fs::read_to_string(&config).unwrap();
@@ -145,9 +131,7 @@ fn training_refuses_what_it_cannot_do() {
     for (name, content, expected) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
-        let mut args = base.to_vec();
-        args[4] = path.to_str().unwrap();
-        let err = run_err(&args);
+        let err = run_err(&train_args(&data, &path, &out, &[]));
         assert!(expected.iter().all(|e| err.contains(e)), "{name}: {err}");
     }
 }
