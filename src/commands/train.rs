@@ -64,7 +64,7 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         },
     )?;
     let mut config = plan.config;
-    let manifest = set.manifest().clone();
+    let manifest = set.manifest();
     let vocab = manifest.tokenizer.vocab_size;
     if config.model.vocab_size == 0 {
         config.model.vocab_size = vocab;
