@@ -5,9 +5,9 @@
 //! full training steps — generator, sampling, corrector, backward, AdamW — on them;
 //! `examples/bench_step.rs` is a command-line wrapper.
 
+use crate::kernels::TrainBackend;
 use crate::step::Trainer;
 use crate::{Error, Result};
-use burn::tensor::backend::AutodiffBackend;
 use cocolm_shared::hash::seed_of;
 use cocolm_shared::{Batch, CropView, LoaderCursor, RunConfig, SpecialTokens};
 use rand::rngs::StdRng;
@@ -162,7 +162,7 @@ pub struct BenchReport {
 
 /// Time `options.steps` training steps of the configured model on random full-length
 /// batches with `data.mask_prob` masking (batch generation is not timed).
-pub fn bench_step<B: AutodiffBackend>(
+pub fn bench_step<B: TrainBackend>(
     config: &RunConfig,
     device: &B::Device,
     options: BenchOptions,

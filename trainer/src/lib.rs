@@ -30,6 +30,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod error;
 pub mod hf;
+pub mod kernels;
 pub mod loss;
 pub mod model;
 pub mod optim;

@@ -19,6 +19,7 @@
 //! RNG is reseeded from [`cocolm_shared::hash::seed_of`] before it, so dropout and
 //! sampling replay exactly after a resume.
 
+use crate::kernels::TrainBackend;
 use crate::loss::{binary_cross_entropy_with_logits, contrastive_loss};
 use crate::model::{CocoLm, EncoderInput};
 use crate::optim::{self, AdamW, AdamWConfig, LinearSchedule, Optimizer};
@@ -368,7 +369,7 @@ impl std::ops::AddAssign for MicroStats {
 
 /// The forward pass of one micro-batch: the generator on the masked input, replacements
 /// drawn from its softmax, the corrector on the corrupted input, the losses.
-pub fn forward_loss<B: AutodiffBackend>(
+pub fn forward_loss<B: TrainBackend>(
     model: &CocoLm<B>,
     batch: &DeviceBatch<B>,
     weights: &LossWeights,
@@ -601,7 +602,7 @@ pub struct Trainer<B: AutodiffBackend> {
     device: B::Device,
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B: TrainBackend> Trainer<B> {
     /// A fresh model (seeded from `train.seed`), zero optimiser state, step 0.
     pub fn new(config: &RunConfig, device: &B::Device) -> Result<Self> {
         B::seed(device, seed_of(&[config.train.seed, INIT_TAG]));

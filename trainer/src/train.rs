@@ -7,10 +7,10 @@
 //! produces bit-identical losses to an uninterrupted one on CPU.
 
 use crate::checkpoint::{Checkpoint, Checkpointer, FileCheckpointer, Retention};
+use crate::kernels::TrainBackend;
 use crate::optim::Optimizer;
 use crate::step::{StepMetrics, Trainer};
 use crate::{Error, Result, params};
-use burn::tensor::backend::AutodiffBackend;
 use cocolm_shared::{Batch, RunConfig};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -126,7 +126,7 @@ pub fn run<B, I, E>(
     hooks: &mut impl RunHooks,
 ) -> Result<RunSummary>
 where
-    B: AutodiffBackend,
+    B: TrainBackend,
     I: IntoIterator<Item = std::result::Result<Batch, E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {

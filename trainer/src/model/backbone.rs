@@ -4,6 +4,7 @@
 use super::EncoderInput;
 use super::embeddings::Embeddings;
 use super::encoder::{Encoder, EncoderConfig};
+use crate::kernels::Kernels;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -38,7 +39,9 @@ impl<B: Backend> Backbone<B> {
             encoder: config.init(device),
         }
     }
+}
 
+impl<B: Kernels> Backbone<B> {
     /// # Shapes
     /// - `tokens`: `[vocab, H]`; `input.ids`: `[batch · seq]`
     /// - output: last hidden state `[batch · seq, H]`

@@ -4,6 +4,7 @@ use super::EncoderInput;
 use super::backbone::Backbone;
 use super::heads::{LmHead, Transform};
 use super::layers::Dense;
+use crate::kernels::Kernels;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
@@ -32,7 +33,7 @@ pub struct Corrector<B: Backend> {
     pub scl_head: Option<Transform<B>>,
 }
 
-impl<B: Backend> Corrector<B> {
+impl<B: Kernels> Corrector<B> {
     /// Hidden states and copy logits of the corrupted input.
     ///
     /// # Shapes

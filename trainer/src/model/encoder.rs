@@ -5,6 +5,7 @@ use super::EncoderInput;
 use super::attention::SelfAttention;
 use super::layers::{Dense, LayerNorm, dropout, gelu};
 use super::relpos::RelativePositionBias;
+use crate::kernels::Kernels;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -73,10 +74,14 @@ impl<B: Backend> EncoderLayer<B> {
         }
     }
 
+    /// The layer from burn tensor operations, differentiated by burn's autodiff: the
+    /// default of [`Kernels::encoder_layer`] and the reference its fused implementations
+    /// are tested against.
+    ///
     /// # Shapes
-    /// - `x`: `[batch · seq, H]`; `bias`: `[batch, heads or 1, seq, seq]`
+    /// - `x`: `[batch · seq, H]`; `bias`: `[batch or 1, heads or 1, seq or 1, seq]`
     /// - output: `[batch · seq, H]`
-    pub fn forward(
+    pub fn forward_graph(
         &self,
         x: Tensor<B, 2>,
         batch: usize,
@@ -92,6 +97,23 @@ impl<B: Backend> EncoderLayer<B> {
     }
 }
 
+impl<B: Kernels> EncoderLayer<B> {
+    /// The layer through the backend's [`Kernels::encoder_layer`].
+    ///
+    /// # Shapes
+    /// - `x`: `[batch · seq, H]`; `bias`: `[batch or 1, heads or 1, seq or 1, seq]`
+    /// - output: `[batch · seq, H]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        batch: usize,
+        seq: usize,
+        bias: Tensor<B, 4>,
+    ) -> Tensor<B, 2> {
+        B::encoder_layer(self, x, batch, seq, bias)
+    }
+}
+
 /// A stack of [`EncoderLayer`]s sharing one relative position bias table.
 #[derive(Module, Debug)]
 pub struct Encoder<B: Backend> {
@@ -101,7 +123,7 @@ pub struct Encoder<B: Backend> {
     pub relative_position: Option<RelativePositionBias<B>>,
 }
 
-impl<B: Backend> Encoder<B> {
+impl<B: Kernels> Encoder<B> {
     /// # Shapes
     /// - `x`: embedded input `[batch · seq, H]`
     /// - output: `[batch · seq, H]`

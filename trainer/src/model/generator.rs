@@ -4,6 +4,7 @@
 use super::EncoderInput;
 use super::backbone::Backbone;
 use super::heads::LmHead;
+use crate::kernels::Kernels;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
@@ -18,7 +19,7 @@ pub struct Generator<B: Backend> {
     pub head: LmHead<B>,
 }
 
-impl<B: Backend> Generator<B> {
+impl<B: Kernels> Generator<B> {
     /// MLM logits at the masked positions (at least one).
     ///
     /// # Shapes

@@ -1,0 +1,412 @@
+//! [`Kernels`] for the CPU backends: the encoder layer of [`layer`] on burn-ndarray
+//! tensors, registered with burn's autodiff as one operation with a hand-written
+//! backward pass.
+//!
+//! Dropout masks come from a counter-based hash keyed by a seed drawn from the backend
+//! RNG once per layer call, so a step stays a pure function of the RNG seed the trainer
+//! sets before it (exact resume).
+
+pub mod layer;
+pub mod math;
+
+use super::Kernels;
+use crate::backend::{CpuBackend, CpuInner};
+use crate::model::encoder::EncoderLayer;
+use burn::tensor::{Distribution, Tensor, TensorMetadata, TensorPrimitive};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_ndarray::NdArrayTensor;
+use layer::{Dims, LayerDropout, Saved, ScoreBias, Weights};
+use math::Dropout;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// The tensors a layer reads, in the order of [`Weights`] after `x` and before the bias.
+const INPUTS: usize = 14;
+
+/// The values of an `f32` ndarray tensor in row-major order (borrowed when contiguous).
+fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
+    let NdArrayTensor::F32(storage) = t else {
+        panic!("the CPU kernels run in f32, got {:?}", t.dtype());
+    };
+    let view = storage.view();
+    match view.to_slice() {
+        Some(slice) => Cow::Borrowed(slice),
+        None => Cow::Owned(view.iter().copied().collect()),
+    }
+}
+
+/// A tensor of `shape` holding `data`.
+fn tensor(data: Vec<f32>, shape: &[usize]) -> NdArrayTensor {
+    let array = ndarray::ArcArray::from_shape_vec(ndarray::IxDyn(shape), data)
+        .expect("kernel outputs have the size of their shape");
+    NdArrayTensor::from(array)
+}
+
+/// The primitives of one layer call: `x`, the twelve parameters, the score bias.
+fn primitives<B: burn::tensor::backend::Backend>(
+    layer: &EncoderLayer<B>,
+    x: Tensor<B, 2>,
+    bias: Tensor<B, 4>,
+) -> [B::FloatTensorPrimitive; INPUTS] {
+    let a = &layer.attention;
+    let p1 = |t: Tensor<B, 1>| t.into_primitive().tensor();
+    let p2 = |t: Tensor<B, 2>| t.into_primitive().tensor();
+    [
+        p2(x),
+        p2(a.qkv.weight.val()),
+        p1(a.qkv.bias.val()),
+        p2(a.output.weight.val()),
+        p1(a.output.bias.val()),
+        p1(layer.attention_norm.weight.val()),
+        p1(layer.attention_norm.bias.val()),
+        p2(layer.ffn_in.weight.val()),
+        p1(layer.ffn_in.bias.val()),
+        p2(layer.ffn_out.weight.val()),
+        p1(layer.ffn_out.bias.val()),
+        p1(layer.ffn_norm.weight.val()),
+        p1(layer.ffn_norm.bias.val()),
+        bias.into_primitive().tensor(),
+    ]
+}
+
+/// What a layer call needs besides its tensors.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    dims: Dims,
+    eps: f32,
+    dropout: LayerDropout,
+}
+
+impl Call {
+    fn new<B: burn::tensor::backend::Backend>(
+        layer: &EncoderLayer<B>,
+        batch: usize,
+        seq: usize,
+        dropout: LayerDropout,
+    ) -> Self {
+        let [hidden, ffn] = layer.ffn_in.weight.dims();
+        Self {
+            dims: Dims {
+                batch,
+                seq,
+                hidden,
+                heads: layer.attention.num_heads,
+                ffn,
+            },
+            eps: layer.attention_norm.eps as f32,
+            dropout,
+        }
+    }
+
+    /// Borrow the values of the inputs and run `f` on them.
+    fn with_values<R>(
+        inputs: &[NdArrayTensor; INPUTS],
+        f: impl FnOnce(&[f32], &Weights<'_>, &ScoreBias<'_>) -> R,
+    ) -> R {
+        let v: Vec<Cow<'_, [f32]>> = inputs.iter().map(values).collect();
+        let weights = Weights {
+            qkv_w: &v[1],
+            qkv_b: &v[2],
+            out_w: &v[3],
+            out_b: &v[4],
+            norm1_g: &v[5],
+            norm1_b: &v[6],
+            ffn_in_w: &v[7],
+            ffn_in_b: &v[8],
+            ffn_out_w: &v[9],
+            ffn_out_b: &v[10],
+            norm2_g: &v[11],
+            norm2_b: &v[12],
+        };
+        let shape = inputs[13].shape();
+        let bias = ScoreBias {
+            data: &v[13],
+            dims: [shape[0], shape[1], shape[2]],
+        };
+        f(&v[0], &weights, &bias)
+    }
+
+    fn forward(&self, inputs: &[NdArrayTensor; INPUTS]) -> (NdArrayTensor, Saved) {
+        let (y, saved) = Self::with_values(inputs, |x, w, bias| {
+            layer::forward(&self.dims, w, x, bias, self.eps, self.dropout)
+        });
+        let shape = [self.dims.batch * self.dims.seq, self.dims.hidden];
+        (tensor(y, &shape), saved)
+    }
+}
+
+impl Kernels for CpuInner {
+    /// Evaluation: the fused forward pass, no dropout.
+    fn encoder_layer(
+        layer: &EncoderLayer<Self>,
+        x: Tensor<Self, 2>,
+        batch: usize,
+        seq: usize,
+        bias: Tensor<Self, 4>,
+    ) -> Tensor<Self, 2> {
+        let call = Call::new(layer, batch, seq, LayerDropout::default());
+        let (y, _) = call.forward(&primitives(layer, x, bias));
+        Tensor::from_primitive(TensorPrimitive::Float(y))
+    }
+}
+
+/// State of a recorded layer call: its inputs and saved activations.
+#[derive(Debug, Clone)]
+struct LayerState {
+    call: Call,
+    inputs: Arc<[NdArrayTensor; INPUTS]>,
+    saved: Arc<Saved>,
+}
+
+#[derive(Debug)]
+struct LayerBackward;
+
+impl Backward<CpuInner, INPUTS> for LayerBackward {
+    type State = LayerState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, INPUTS>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let dy = grads.consume::<CpuInner>(&ops.node);
+        let LayerState {
+            call,
+            inputs,
+            saved,
+        } = ops.state;
+        let bias_grad = ops.parents[INPUTS - 1].is_some();
+        let g = Call::with_values(&inputs, |x, w, bias| {
+            layer::backward(
+                &call.dims,
+                w,
+                x,
+                bias,
+                call.dropout,
+                &saved,
+                values(&dy).into_owned(),
+                bias_grad,
+            )
+        });
+        let out = [
+            Some(g.x),
+            Some(g.qkv_w),
+            Some(g.qkv_b),
+            Some(g.out_w),
+            Some(g.out_b),
+            Some(g.norm1_g),
+            Some(g.norm1_b),
+            Some(g.ffn_in_w),
+            Some(g.ffn_in_b),
+            Some(g.ffn_out_w),
+            Some(g.ffn_out_b),
+            Some(g.norm2_g),
+            Some(g.norm2_b),
+            g.bias,
+        ];
+        for ((parent, grad), input) in ops.parents.iter().zip(out).zip(inputs.iter()) {
+            if let (Some(node), Some(grad)) = (parent, grad) {
+                grads.register::<CpuInner>(node.id, tensor(grad, &input.shape()));
+            }
+        }
+    }
+}
+
+/// A fresh dropout seed from the backend RNG (reseeded by the trainer before every
+/// micro-step), or no dropout.
+fn draw_dropout(p: f64, device: &burn_ndarray::NdArrayDevice) -> Option<Dropout> {
+    (p > 0.0).then(|| {
+        let u = Tensor::<CpuInner, 1>::random([2], Distribution::Uniform(0.0, 1.0), device)
+            .into_data()
+            .to_vec::<f32>()
+            .expect("an f32 tensor");
+        let seed = (u64::from(u[0].to_bits()) << 32) | u64::from(u[1].to_bits());
+        Dropout::new(p, seed).expect("p > 0")
+    })
+}
+
+impl Kernels for CpuBackend {
+    /// Training: the fused forward pass, recorded as one autodiff operation.
+    fn encoder_layer(
+        layer: &EncoderLayer<Self>,
+        x: Tensor<Self, 2>,
+        batch: usize,
+        seq: usize,
+        bias: Tensor<Self, 4>,
+    ) -> Tensor<Self, 2> {
+        assert_eq!(
+            layer.dropout, layer.attention.dropout,
+            "the fused layer uses one dropout probability"
+        );
+        let dropout = LayerDropout::new(draw_dropout(layer.dropout, &x.device()));
+        let call = Call::new(layer, batch, seq, dropout);
+        let inputs = primitives(layer, x, bias);
+        let nodes = inputs.each_ref().map(|t| t.node.clone());
+        let inner = inputs.map(|t| t.primitive);
+        let (y, saved) = call.forward(&inner);
+        let out = match LayerBackward
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                LayerState {
+                    call,
+                    inputs: Arc::new(inner),
+                    saved: Arc::new(saved),
+                },
+                y,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        Tensor::from_primitive(TensorPrimitive::Float(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::encoder::{EncoderConfig, EncoderLayer};
+    use crate::test_util::rng_lock;
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{ElementConversion, Tensor, TensorData};
+
+    const BATCH: usize = 3;
+    const SEQ: usize = 5;
+    const HEADS: usize = 2;
+
+    fn layer<B: Backend>(dropout: f64, device: &B::Device) -> EncoderLayer<B> {
+        B::seed(device, 11);
+        let config = EncoderConfig {
+            hidden: 8,
+            layers: 1,
+            heads: HEADS,
+            ffn: 12,
+            relative_position: None,
+            layer_norm_eps: 1e-5,
+            dropout,
+            // Larger than BERT's 0.02 so that every term matters numerically.
+            init_std: 0.3,
+        };
+        config.init::<B>(device).layers.remove(0)
+    }
+
+    fn random<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+    }
+
+    /// A bias of each supported broadcast shape: the padding mask alone, and mask plus
+    /// per-head relative positions.
+    fn biases<B: Backend>(device: &B::Device) -> Vec<Tensor<B, 4>> {
+        let mask: Vec<f32> = (0..BATCH * SEQ)
+            .map(|i| {
+                if i % SEQ >= SEQ - i / SEQ {
+                    -10_000.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::<B, 4>::from_data(TensorData::new(mask, [BATCH, 1, 1, SEQ]), device);
+        let relative = random::<B, 4>([1, HEADS, SEQ, SEQ], device);
+        vec![mask.clone(), mask + relative]
+    }
+
+    fn max_rel_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
+        let scale = b.clone().abs().max().into_scalar().elem::<f32>().max(1e-6);
+        (a - b).abs().max().into_scalar().elem::<f32>() / scale
+    }
+
+    #[test]
+    fn fused_forward_matches_the_graph() {
+        let _rng = rng_lock();
+        let device = Default::default();
+        let layer = layer::<CpuInner>(0.0, &device);
+        for bias in biases::<CpuInner>(&device) {
+            let x = random::<CpuInner, 2>([BATCH * SEQ, 8], &device);
+            let fused = layer.forward(x.clone(), BATCH, SEQ, bias.clone());
+            let graph = layer.forward_graph(x, BATCH, SEQ, bias);
+            let diff = max_rel_diff(fused, graph);
+            assert!(diff < 1e-5, "relative difference {diff}");
+        }
+    }
+
+    /// The gradients of `Σ y ⊙ r` with respect to every input, by the fused layer and by
+    /// burn's autodiff of the graph.
+    fn gradients(fused: bool, bias: Tensor<CpuBackend, 4>) -> Vec<Tensor<CpuInner, 1>> {
+        let device = Default::default();
+        let layer = layer::<CpuBackend>(0.0, &device);
+        CpuBackend::seed(&device, 5);
+        let x = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device).require_grad();
+        let bias = bias.require_grad();
+        let r = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device);
+        let y = if fused {
+            layer.forward(x.clone(), BATCH, SEQ, bias.clone())
+        } else {
+            layer.forward_graph(x.clone(), BATCH, SEQ, bias.clone())
+        };
+        let grads = (y * r).sum().backward();
+        let mut out = vec![
+            x.grad(&grads).unwrap().flatten(0, 1),
+            bias.grad(&grads).unwrap().flatten(0, 3),
+        ];
+        for g in crate::params::gradients(&layer, &grads) {
+            out.push(g.expect("every parameter has a gradient"));
+        }
+        out
+    }
+
+    #[test]
+    fn fused_gradients_match_autodiff_of_the_graph() {
+        let _rng = rng_lock();
+        let device = Default::default();
+        for bias in biases::<CpuBackend>(&device) {
+            let fused = gradients(true, bias.clone());
+            let graph = gradients(false, bias);
+            assert_eq!(fused.len(), graph.len());
+            for (i, (f, g)) in fused.into_iter().zip(graph).enumerate() {
+                let diff = max_rel_diff(f, g);
+                assert!(diff < 1e-4, "input {i}: relative difference {diff}");
+            }
+        }
+    }
+
+    /// With dropout on, the backward pass must use the forward pass's masks: the
+    /// gradient's directional derivative equals a central finite difference of the loss
+    /// (the RNG is reseeded before each forward pass, so the masks repeat).
+    #[test]
+    fn fused_gradients_with_dropout_match_finite_differences() {
+        let _rng = rng_lock();
+        let device = Default::default();
+        let layer = layer::<CpuBackend>(0.2, &device);
+        let bias = biases::<CpuBackend>(&device).pop().unwrap();
+        let x = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device);
+        let r = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device);
+        let v = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device);
+        let loss = |x: Tensor<CpuBackend, 2>| {
+            CpuBackend::seed(&device, 99);
+            (layer.forward(x, BATCH, SEQ, bias.clone()) * r.clone()).sum()
+        };
+        let xg = x.clone().require_grad();
+        let grads = loss(xg.clone()).backward();
+        let analytic = (xg.grad(&grads).unwrap() * v.clone().inner())
+            .sum()
+            .into_scalar();
+        let eps = 1e-2;
+        let up = loss(x.clone() + v.clone().mul_scalar(eps)).into_scalar();
+        let down = loss(x - v.mul_scalar(eps)).into_scalar();
+        let numeric = (up - down) / (2.0 * eps as f32);
+        assert!(
+            (numeric - analytic).abs() < 2e-2 * analytic.abs().max(1.0),
+            "finite difference {numeric}, gradient {analytic}"
+        );
+        // And dropout is really on: another seed gives another output.
+        CpuBackend::seed(&device, 98);
+        let other = (layer.forward(xg.clone(), BATCH, SEQ, bias.clone()) * r.clone()).sum();
+        assert_ne!(other.into_scalar(), loss(xg).into_scalar());
+    }
+}

@@ -1,0 +1,60 @@
+//! Backend-specific implementations of the model's hot blocks.
+//!
+//! [`Kernels`] is a backend extension: each method has a default built from burn tensor
+//! operations (the reference, differentiated by burn's autodiff), and a backend may
+//! override it with a fused implementation. The CPU backends ([`crate::CpuInner`] and
+//! [`crate::CpuBackend`]) run the encoder layer by hand-written, multi-threaded forward
+//! and backward code ([`cpu`]); the CUDA backends use the defaults.
+
+pub mod cpu;
+
+use crate::model::encoder::EncoderLayer;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+/// Overridable implementations of the model's hot blocks.
+pub trait Kernels: Backend {
+    /// One encoder layer ([`EncoderLayer::forward_graph`] by default).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch · seq, H]`; `bias`: `[batch or 1, heads or 1, seq or 1, seq]`
+    /// - output: `[batch · seq, H]`
+    fn encoder_layer(
+        layer: &EncoderLayer<Self>,
+        x: Tensor<Self, 2>,
+        batch: usize,
+        seq: usize,
+        bias: Tensor<Self, 4>,
+    ) -> Tensor<Self, 2> {
+        layer.forward_graph(x, batch, seq, bias)
+    }
+}
+
+/// A backend the trainer can train on: autodiff, with [`Kernels`] on it and on its inner
+/// backend.
+pub trait TrainBackend: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
+
+impl<B> TrainBackend for B where B: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::Kernels;
+    use burn::backend::{Autodiff, Cuda};
+    use burn::tensor::Element;
+
+    impl<F, I> Kernels for Cuda<F, I>
+    where
+        Cuda<F, I>: burn::tensor::backend::Backend,
+        F: Element,
+        I: Element,
+    {
+    }
+
+    impl<F, I> Kernels for Autodiff<Cuda<F, I>>
+    where
+        Cuda<F, I>: burn::tensor::backend::Backend,
+        F: Element,
+        I: Element,
+    {
+    }
+}
