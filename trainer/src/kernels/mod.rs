@@ -36,25 +36,19 @@ pub trait TrainBackend: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
 
 impl<B> TrainBackend for B where B: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
 
+/// The CUDA backends of [`crate::backend`] use the defaults.
 #[cfg(feature = "cuda")]
 mod cuda {
     use super::Kernels;
     use burn::backend::{Autodiff, Cuda};
-    use burn::tensor::Element;
+    use burn::tensor::{bf16, f16};
 
-    impl<F, I> Kernels for Cuda<F, I>
-    where
-        Cuda<F, I>: burn::tensor::backend::Backend,
-        F: Element,
-        I: Element,
-    {
+    macro_rules! defaults {
+        ($($float:ty),*) => {$(
+            impl Kernels for Cuda<$float, i32> {}
+            impl Kernels for Autodiff<Cuda<$float, i32>> {}
+        )*};
     }
 
-    impl<F, I> Kernels for Autodiff<Cuda<F, I>>
-    where
-        Cuda<F, I>: burn::tensor::backend::Backend,
-        F: Element,
-        I: Element,
-    {
-    }
+    defaults!(f16, bf16, f32);
 }
