@@ -24,7 +24,7 @@ use crate::loss::{binary_cross_entropy_with_logits, contrastive_loss};
 use crate::model::{CocoLm, EncoderInput};
 use crate::optim::{self, AdamW, AdamWConfig, LinearSchedule, Optimizer};
 use crate::params::{self, ParamSpec};
-use crate::vocab::{TiedTable, VocabLoss, vocab_loss};
+use crate::vocab::{VocabLoss, vocab_loss};
 use crate::{Error, Result};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -208,8 +208,8 @@ impl<B: Backend> DeviceBatch<B> {
 /// Gradients of the vocabulary heads, computed outside the graph ([`crate::vocab`]).
 #[derive(Debug, Clone)]
 pub struct VocabGrads<B: Backend> {
-    /// Both heads' `∂E`, transposed: `[H, vocab]`.
-    pub tokens_t: Tensor<B, 2>,
+    /// Both heads' `∂E`, `[vocab, H]`.
+    pub tokens: Tensor<B, 2>,
     /// `∂` of the generator head's output bias, `[vocab]`.
     pub generator_bias: Tensor<B, 1>,
     /// `∂` of the corrector LM head's output bias, `[vocab]`.
@@ -290,13 +290,7 @@ pub fn micro_gradients<B: AutodiffBackend>(
     let [vocab_size, hidden] = table.dims();
     let mut table_grad = None;
     if let Some(vocab) = loss.vocab {
-        // A contiguous `[vocab, H]` copy of the transposed sum.
-        let d_tokens = vocab
-            .tokens_t
-            .transpose()
-            .reshape([vocab_size * hidden])
-            .reshape([vocab_size, hidden]);
-        table_grad = Some(d_tokens);
+        table_grad = Some(vocab.tokens);
         add_grad(&mut grads[at.generator_bias], vocab.generator_bias);
         add_grad(&mut grads[at.corrector_bias], vocab.corrector_bias);
     }
@@ -380,13 +374,13 @@ pub fn forward_loss<B: TrainBackend>(
     let scalar = |v: f64| Tensor::<B::InnerBackend, 1>::from_floats([v as f32], &device);
     let zero = || scalar(0.0);
     let table = model.token_embedding.val().inner();
-    let tied = (n_masked > 0).then(|| TiedTable::new(table.clone()));
+    let heads = n_masked > 0;
     let mut lookups = Vec::new();
     let targets = batch.targets.clone().inner();
     let masked = batch.masked.clone().inner();
 
     // Generator on the masked input; one replacement drawn per masked position.
-    let generator = tied.as_ref().map(|tied| {
+    let generator = heads.then(|| {
         let lookup = Lookup::new(&table, batch.input.ids.clone().inner());
         let hidden = model
             .generator
@@ -400,7 +394,7 @@ pub fn forward_loss<B: TrainBackend>(
             .forward(hidden.select(0, batch.masked.clone()));
         let w = Tensor::full([n_masked], weights.mlm * per_masked, &device);
         let bias = model.generator.head.bias.val().inner();
-        let (loss, samples) = vocab_loss(x, tied, bias, targets.clone(), w, true);
+        let (loss, samples) = vocab_loss(x, table.clone(), bias, targets.clone(), w, true);
         (loss, samples.expect("vocab_loss draws when asked to"))
     });
     let (corrupted, labels, replaced) = match &generator {
@@ -444,7 +438,7 @@ pub fn forward_loss<B: TrainBackend>(
         .add_scalar(1.0)
         .mul(batch.real.clone().inner())
         .sum();
-    let clm = tied.as_ref().map(|tied| {
+    let clm = heads.then(|| {
         let x = model
             .corrector
             .lm_head
@@ -455,7 +449,7 @@ pub fn forward_loss<B: TrainBackend>(
             .add_scalar(1.0);
         let w = keep.clone().mul_scalar(weights.clm * per_masked);
         let bias = model.corrector.lm_head.bias.val().inner();
-        let (loss, _) = vocab_loss(x, tied, bias, targets.clone(), w, false);
+        let (loss, _) = vocab_loss(x, table.clone(), bias, targets.clone(), w, false);
         let weighted = (loss.cross_entropy.clone() * keep).sum();
         (loss, weighted)
     });
@@ -519,7 +513,7 @@ pub fn forward_loss<B: TrainBackend>(
     let vocab = generator.zip(clm).map(|((g, _), (c, _))| {
         let (g, c): (VocabLoss<B>, VocabLoss<B>) = (g, c);
         VocabGrads {
-            tokens_t: g.d_tokens_t + c.d_tokens_t,
+            tokens: g.d_tokens + c.d_tokens,
             generator_bias: g.d_bias,
             corrector_bias: c.d_bias,
         }

@@ -4,7 +4,8 @@
 //! only. Left to autodiff, the `[rows, vocab]` logits, their softmax and several
 //! same-sized gradient temporaries are built and kept per head, and `Eᵀ` is copied in
 //! every pass. Here the projection and the loss run on the inner backend, outside the
-//! graph:
+//! graph ([`Kernels::vocab_head`]: [`head_graph`] by default, one fused pass over the
+//! logits on the CPU):
 //!
 //! ```text
 //! p   = softmax(x·Eᵀ + b)                 CE_i = log Σ exp − logit[target_i]
@@ -16,8 +17,9 @@
 //! `s = Σ x ⊙ ∂x` (so the transform below the projection gets its gradient from the
 //! backward pass), and `∂E`, `∂b` are added to the parameter gradients directly
 //! ([`crate::step::VocabGrads`]). The result is the gradient autodiff would compute, with one
-//! `[rows, vocab]` matrix alive at a time and one `Eᵀ` copy per step.
+//! `[rows, vocab]` matrix alive at a time.
 
+use crate::kernels::{Kernels, TrainBackend};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
@@ -31,34 +33,51 @@ pub struct VocabLoss<B: AutodiffBackend> {
     pub cross_entropy: Tensor<B::InnerBackend, 1>,
     /// Number of rows whose argmax is the target, `[1]`.
     pub correct: Tensor<B::InnerBackend, 1>,
-    /// `∂E`, transposed: `[H, vocab]`.
-    pub d_tokens_t: Tensor<B::InnerBackend, 2>,
+    /// `∂E`, `[vocab, H]`.
+    pub d_tokens: Tensor<B::InnerBackend, 2>,
     /// `∂b`, `[vocab]`.
     pub d_bias: Tensor<B::InnerBackend, 1>,
 }
 
-/// The token table in both layouts for one step: `E` `[vocab, H]` and a materialised
-/// `Eᵀ` `[H, vocab]`, shared by the generator's and the corrector's heads.
+/// The rows of a head: inputs of [`Kernels::vocab_head`].
 #[derive(Debug, Clone)]
-pub struct TiedTable<B: Backend> {
-    /// `E`, `[vocab, H]`.
-    pub table: Tensor<B, 2>,
-    /// `Eᵀ`, `[H, vocab]`, contiguous.
-    pub transposed: Tensor<B, 2>,
+pub struct HeadRows<B: Backend> {
+    /// Head input after the transform, `[rows, H]`.
+    pub x: Tensor<B, 2>,
+    /// Target class of each row, `[rows]`.
+    pub targets: Tensor<B, 1, Int>,
+    /// Weight of each row's cross-entropy in the loss, `[rows]`.
+    pub weights: Tensor<B, 1>,
+    /// One `U[0, 1)` per row when a class is to be drawn from each row's softmax.
+    pub uniforms: Option<Tensor<B, 1>>,
 }
 
-impl<B: Backend> TiedTable<B> {
-    /// Copy `table` into the transposed layout once.
-    pub fn new(table: Tensor<B, 2>) -> Self {
-        let [vocab, hidden] = table.dims();
-        // Reshaping a transposed view forces a contiguous copy on every backend.
-        let transposed = table
-            .clone()
-            .transpose()
-            .reshape([vocab * hidden])
-            .reshape([hidden, vocab]);
-        Self { table, transposed }
+impl<B: Backend> HeadRows<B> {
+    fn narrow(&self, start: usize, len: usize) -> Self {
+        Self {
+            x: self.x.clone().narrow(0, start, len),
+            targets: self.targets.clone().narrow(0, start, len),
+            weights: self.weights.clone().narrow(0, start, len),
+            uniforms: self.uniforms.clone().map(|u| u.narrow(0, start, len)),
+        }
     }
+}
+
+/// Outputs of [`Kernels::vocab_head`].
+#[derive(Debug, Clone)]
+pub struct HeadOutput<B: Backend> {
+    /// Cross-entropy of every row, `[rows]`.
+    pub cross_entropy: Tensor<B, 1>,
+    /// Rows whose argmax is the target, `[1]`.
+    pub correct: Tensor<B, 1>,
+    /// The drawn classes, `[rows]`, when uniforms were given.
+    pub samples: Option<Tensor<B, 1, Int>>,
+    /// `∂x`, `[rows, H]`.
+    pub d_x: Tensor<B, 2>,
+    /// `∂E`, `[vocab, H]`.
+    pub d_tokens: Tensor<B, 2>,
+    /// `∂b`, `[vocab]`.
+    pub d_bias: Tensor<B, 1>,
 }
 
 /// Softmax probabilities, per-row cross-entropy and argmax hits of some logits.
@@ -90,40 +109,11 @@ fn scores<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Score
     }
 }
 
-/// One block of rows of a head, computed entirely on the inner backend.
-struct Block<B: Backend> {
-    cross_entropy: Tensor<B, 1>,
-    correct: Tensor<B, 1>,
-    samples: Option<Tensor<B, 1, Int>>,
-    d_x: Tensor<B, 2>,
-    d_tokens_t: Tensor<B, 2>,
-    d_bias: Tensor<B, 1>,
-}
-
-/// The rows of one block, inputs of [`block`].
-struct Rows<B: Backend> {
-    x: Tensor<B, 2>,
-    targets: Tensor<B, 1, Int>,
-    weights: Tensor<B, 1>,
-    uniforms: Option<Tensor<B, 1>>,
-}
-
-impl<B: Backend> Rows<B> {
-    fn narrow(&self, start: usize, len: usize) -> Self {
-        Self {
-            x: self.x.clone().narrow(0, start, len),
-            targets: self.targets.clone().narrow(0, start, len),
-            weights: self.weights.clone().narrow(0, start, len),
-            uniforms: self.uniforms.clone().map(|u| u.narrow(0, start, len)),
-        }
-    }
-}
-
-fn block<B: Backend>(rows: Rows<B>, tied: &TiedTable<B>, bias: Tensor<B, 1>) -> Block<B> {
+fn block<B: Backend>(rows: HeadRows<B>, table: Tensor<B, 2>, bias: Tensor<B, 1>) -> HeadOutput<B> {
     let [n, _] = rows.x.dims();
     let vocab = bias.dims()[0];
     let device = rows.x.device();
-    let logits = rows.x.clone().matmul(tied.transposed.clone()) + bias.unsqueeze::<2>();
+    let logits = rows.x.clone().matmul(table.clone().transpose()) + bias.unsqueeze::<2>();
     let Scores {
         probs,
         cross_entropy,
@@ -139,82 +129,94 @@ fn block<B: Backend>(rows: Rows<B>, tied: &TiedTable<B>, bias: Tensor<B, 1>) -> 
         minus_one,
         IndexingUpdateOp::Add,
     ) * rows.weights.reshape([n, 1]);
-    Block {
+    HeadOutput {
         cross_entropy,
         correct,
         samples,
-        d_x: grad.clone().matmul(tied.table.clone()),
+        d_x: grad.clone().matmul(table),
         d_bias: grad.clone().sum_dim(0).reshape([vocab]),
-        d_tokens_t: rows.x.transpose().matmul(grad),
+        d_tokens: grad.transpose().matmul(rows.x),
     }
 }
 
-/// Rows below which a head is not split across two threads.
+/// Rows below which [`head_graph`] does not split a head across two threads.
 const SPLIT_ROWS: usize = 64;
+
+/// The default [`Kernels::vocab_head`]: burn tensor operations, the rows split into two
+/// halves on two threads (burn-ndarray runs elementwise work on one thread).
+pub fn head_graph<B: Backend>(
+    rows: HeadRows<B>,
+    table: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+) -> HeadOutput<B> {
+    let n = rows.x.dims()[0];
+    if n < SPLIT_ROWS {
+        return block(rows, table, bias);
+    }
+    let half = n / 2;
+    let (first, second) = (rows.narrow(0, half), rows.narrow(half, n - half));
+    let (a, b) = std::thread::scope(|scope| {
+        let (table_first, bias_first) = (table.clone(), bias.clone());
+        let worker = scope.spawn(move || block(first, table_first, bias_first));
+        let second = block(second, table, bias);
+        (
+            worker.join().expect("a vocabulary worker thread panicked"),
+            second,
+        )
+    });
+    HeadOutput {
+        cross_entropy: Tensor::cat(vec![a.cross_entropy, b.cross_entropy], 0),
+        correct: a.correct + b.correct,
+        samples: a
+            .samples
+            .zip(b.samples)
+            .map(|(x, y)| Tensor::cat(vec![x, y], 0)),
+        d_x: Tensor::cat(vec![a.d_x, b.d_x], 0),
+        d_tokens: a.d_tokens + b.d_tokens,
+        d_bias: a.d_bias + b.d_bias,
+    }
+}
 
 /// Loss, gradients and (when `draw`) one sampled class per row of a tied vocabulary head.
 ///
 /// `row_weights` are the weights of the rows' cross-entropies in the total loss; the
 /// gradients are those of `Σ w_i · CE_i`. When `draw` is set, one class per row is drawn
-/// from the softmax ([`sample_categorical`](crate::sample::sample_categorical)) before it
-/// is turned into the gradient. Burn's CPU backend runs elementwise work on one thread, so
-/// the rows are processed as two halves on two threads (the uniforms for the draws are
-/// taken from the RNG first, so results do not depend on the split).
+/// from the softmax by inverse CDF ([`sample_categorical`](crate::sample::sample_categorical));
+/// the uniforms are taken from the RNG first, so results do not depend on how the work
+/// is split.
 ///
 /// # Shapes
-/// - `x`: head input after the transform, `[rows, H]`; `bias`: `[vocab]`
+/// - `x`: head input after the transform, `[rows, H]`; `table`: `E`, `[vocab, H]`;
+///   `bias`: `[vocab]`
 /// - `targets`, `row_weights`: `[rows]`
 /// - samples: `[rows]`
-pub fn vocab_loss<B: AutodiffBackend>(
+pub fn vocab_loss<B: TrainBackend>(
     x: Tensor<B, 2>,
-    tied: &TiedTable<B::InnerBackend>,
+    table: Tensor<B::InnerBackend, 2>,
     bias: Tensor<B::InnerBackend, 1>,
     targets: Tensor<B::InnerBackend, 1, Int>,
     row_weights: Tensor<B::InnerBackend, 1>,
     draw: bool,
 ) -> (VocabLoss<B>, Option<Tensor<B::InnerBackend, 1, Int>>) {
     let inner = x.clone().inner();
-    let [n, _] = inner.dims();
-    let rows = Rows {
+    let n = inner.dims()[0];
+    let rows = HeadRows {
         uniforms: draw.then(|| crate::sample::uniforms(n, &inner.device())),
         x: inner,
         targets,
         weights: row_weights,
     };
-    let blocks = if n >= SPLIT_ROWS {
-        let half = n / 2;
-        let (first, second) = (rows.narrow(0, half), rows.narrow(half, n - half));
-        std::thread::scope(|scope| {
-            let bias_first = bias.clone();
-            let worker = scope.spawn(move || block(first, tied, bias_first));
-            let second = block(second, tied, bias);
-            vec![
-                worker.join().expect("a vocabulary worker thread panicked"),
-                second,
-            ]
-        })
-    } else {
-        vec![block(rows, tied, bias)]
-    };
-    let cross_entropy = Tensor::cat(blocks.iter().map(|b| b.cross_entropy.clone()).collect(), 0);
-    let samples =
-        draw.then(|| Tensor::cat(blocks.iter().filter_map(|b| b.samples.clone()).collect(), 0));
-    let d_x = Tensor::cat(blocks.iter().map(|b| b.d_x.clone()).collect(), 0);
-    let (correct, d_tokens_t, d_bias) = blocks
-        .into_iter()
-        .map(|b| (b.correct, b.d_tokens_t, b.d_bias))
-        .reduce(|a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
-        .expect("at least one block");
-    let s = (x * Tensor::from_inner(d_x)).sum();
+    let out = B::InnerBackend::vocab_head(rows, table, bias);
+    let s = (x * Tensor::from_inner(out.d_x)).sum();
     (
         VocabLoss {
             surrogate: s.clone() - s.detach(),
-            cross_entropy,
-            correct,
-            d_tokens_t,
-            d_bias,
+            cross_entropy: out.cross_entropy,
+            correct: out.correct,
+            d_tokens: out.d_tokens,
+            d_bias: out.d_bias,
         },
-        samples,
+        out.samples,
     )
 }
 
@@ -269,10 +271,9 @@ mod tests {
 
         // By hand.
         let xh = x.require_grad();
-        let tied = TiedTable::new(e.inner());
         let (out, samples) = vocab_loss::<AD>(
             xh.clone(),
-            &tied,
+            e.inner(),
             b.inner(),
             targets.inner(),
             w.inner(),
@@ -286,12 +287,7 @@ mod tests {
             .into_data()
             .to_vec::<f32>()
             .unwrap();
-        let got_e = out
-            .d_tokens_t
-            .transpose()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
+        let got_e = out.d_tokens.into_data().to_vec::<f32>().unwrap();
         let got_b = out.d_bias.into_data().to_vec::<f32>().unwrap();
         let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
         assert!(close(&got_x, &want_x), "{got_x:?} vs {want_x:?}");

@@ -2,13 +2,15 @@
 //!
 //! [`Kernels`] is a backend extension: each method has a default built from burn tensor
 //! operations (the reference, differentiated by burn's autodiff), and a backend may
-//! override it with a fused implementation. The CPU backends ([`crate::CpuInner`] and
-//! [`crate::CpuBackend`]) run the encoder layer by hand-written, multi-threaded forward
-//! and backward code ([`cpu`]); the CUDA backends use the defaults.
+//! override it with a fused implementation. On the CPU backends ([`crate::CpuInner`] and
+//! [`crate::CpuBackend`]) the encoder layer has hand-written, multi-threaded forward and
+//! backward code and the vocabulary heads one fused pass over their logits ([`cpu`]);
+//! the CUDA backends use the defaults.
 
 pub mod cpu;
 
 use crate::model::encoder::EncoderLayer;
+use crate::vocab::{HeadOutput, HeadRows};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
@@ -27,6 +29,19 @@ pub trait Kernels: Backend {
         bias: Tensor<Self, 4>,
     ) -> Tensor<Self, 2> {
         layer.forward_graph(x, batch, seq, bias)
+    }
+
+    /// A tied vocabulary head's loss, gradients and draws at some rows
+    /// ([`crate::vocab::head_graph`] by default).
+    ///
+    /// # Shapes
+    /// - `table`: `E`, `[vocab, H]`; `bias`: `[vocab]`; `rows.x`: `[rows, H]`
+    fn vocab_head(
+        rows: HeadRows<Self>,
+        table: Tensor<Self, 2>,
+        bias: Tensor<Self, 1>,
+    ) -> HeadOutput<Self> {
+        crate::vocab::head_graph(rows, table, bias)
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`Kernels`] for the CPU backends: the encoder layer of [`layer`] on burn-ndarray
 //! tensors, registered with burn's autodiff as one operation with a hand-written
-//! backward pass.
+//! backward pass, and the vocabulary head of [`vocab`].
 //!
 //! Dropout masks come from a counter-based hash keyed by a seed drawn from the backend
 //! RNG once per layer call, so a step stays a pure function of the RNG seed the trainer
@@ -8,11 +8,13 @@
 
 pub mod layer;
 pub mod math;
+pub mod vocab;
 
 use super::Kernels;
 use crate::backend::{CpuBackend, CpuInner};
 use crate::model::encoder::EncoderLayer;
-use burn::tensor::{Distribution, Tensor, TensorMetadata, TensorPrimitive};
+use crate::vocab::{HeadOutput, HeadRows};
+use burn::tensor::{Distribution, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
@@ -150,6 +152,52 @@ impl Kernels for CpuInner {
         let call = Call::new(layer, batch, seq, LayerDropout::default());
         let (y, _) = call.forward(&primitives(layer, x, bias));
         Tensor::from_primitive(TensorPrimitive::Float(y))
+    }
+
+    /// The fused head of [`vocab::head`].
+    fn vocab_head(
+        rows: HeadRows<Self>,
+        table: Tensor<Self, 2>,
+        bias: Tensor<Self, 1>,
+    ) -> HeadOutput<Self> {
+        let device = table.device();
+        let [n, hidden] = rows.x.dims();
+        let vocab_size = bias.dims()[0];
+        let host = |t: Tensor<Self, 1>| t.into_data().to_vec::<f32>().expect("f32 values");
+        let targets = rows
+            .targets
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .expect("i64 values");
+        let weights = host(rows.weights);
+        let uniforms = rows.uniforms.map(host);
+        let [x, table, bias] = [
+            rows.x.into_primitive().tensor(),
+            table.into_primitive().tensor(),
+            bias.into_primitive().tensor(),
+        ];
+        let g = vocab::head(&vocab::Head {
+            x: &values(&x),
+            table: &values(&table),
+            bias: &values(&bias),
+            targets: &targets,
+            weights: &weights,
+            uniforms: uniforms.as_deref(),
+        });
+        fn float<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> Tensor<CpuInner, D> {
+            Tensor::from_primitive(TensorPrimitive::Float(tensor(v, &shape)))
+        }
+        HeadOutput {
+            cross_entropy: float(g.cross_entropy, [n]),
+            correct: Tensor::from_floats([g.correct as f32], &device),
+            samples: g
+                .samples
+                .map(|s| Tensor::<Self, 1, Int>::from_data(TensorData::new(s, [n]), &device)),
+            d_x: float(g.d_x, [n, hidden]),
+            d_tokens: float(g.d_tokens, [vocab_size, hidden]),
+            d_bias: float(g.d_bias, [vocab_size]),
+        }
     }
 }
 
@@ -408,5 +456,49 @@ mod tests {
         CpuBackend::seed(&device, 98);
         let other = (layer.forward(xg.clone(), BATCH, SEQ, bias.clone()) * r.clone()).sum();
         assert_ne!(other.into_scalar(), loss(xg).into_scalar());
+    }
+
+    /// The fused head and the default built from burn operations agree on every output,
+    /// the draws included (same uniforms).
+    #[test]
+    fn fused_vocab_head_matches_the_graph() {
+        let _rng = rng_lock();
+        let device = Default::default();
+        CpuInner::seed(&device, 3);
+        let (n, hidden, vocab) = (70, 8, 37);
+        let rows = HeadRows::<CpuInner> {
+            x: random([n, hidden], &device),
+            targets: Tensor::from_data(
+                TensorData::new((0..n as i64).map(|i| i * 7 % vocab as i64).collect(), [n]),
+                &device,
+            ),
+            weights: Tensor::random([n], Distribution::Uniform(0.0, 1.0), &device),
+            uniforms: Some(Tensor::random(
+                [n],
+                Distribution::Uniform(0.0, 1.0),
+                &device,
+            )),
+        };
+        let table = random::<CpuInner, 2>([vocab, hidden], &device);
+        let bias = random::<CpuInner, 1>([vocab], &device);
+        let fused = CpuInner::vocab_head(rows.clone(), table.clone(), bias.clone());
+        let graph = crate::vocab::head_graph(rows, table, bias);
+        assert!(max_rel_diff(fused.cross_entropy, graph.cross_entropy) < 1e-5);
+        assert!(max_rel_diff(fused.d_x, graph.d_x) < 1e-5);
+        assert!(max_rel_diff(fused.d_tokens, graph.d_tokens) < 1e-5);
+        assert!(max_rel_diff(fused.d_bias, graph.d_bias) < 1e-5);
+        assert_eq!(
+            fused.correct.into_scalar(),
+            graph.correct.into_scalar(),
+            "argmax hits"
+        );
+        let draws = |t: Option<Tensor<CpuInner, 1, Int>>| {
+            t.expect("draws")
+                .into_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .unwrap()
+        };
+        assert_eq!(draws(fused.samples), draws(graph.samples));
     }
 }
