@@ -4,12 +4,13 @@
 //! operations (the reference, differentiated by burn's autodiff), and a backend may
 //! override it with a fused implementation. On the CPU backends ([`crate::CpuInner`] and
 //! [`crate::CpuBackend`]) the encoder layer has hand-written, multi-threaded forward and
-//! backward code and the vocabulary heads one fused pass over their logits ([`cpu`]);
-//! the CUDA backends use the defaults.
+//! backward code, the vocabulary heads one fused pass over their logits and AdamW one
+//! pass over each parameter ([`cpu`]); the CUDA backends use the defaults.
 
 pub mod cpu;
 
 use crate::model::encoder::EncoderLayer;
+use crate::optim::adamw::AdamWUpdate;
 use crate::vocab::{HeadOutput, HeadRows};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -42,6 +43,18 @@ pub trait Kernels: Backend {
         bias: Tensor<Self, 1>,
     ) -> HeadOutput<Self> {
         crate::vocab::head_graph(rows, table, bias)
+    }
+
+    /// One AdamW update of a flattened parameter `p` with gradient `g` and moments `m`,
+    /// `v`; returns `[p, m, v]` ([`crate::optim::adamw::update_graph`] by default).
+    fn adamw_update(
+        p: Tensor<Self, 1>,
+        g: Tensor<Self, 1>,
+        m: Tensor<Self, 1>,
+        v: Tensor<Self, 1>,
+        update: &AdamWUpdate,
+    ) -> [Tensor<Self, 1>; 3] {
+        crate::optim::adamw::update_graph(p, g, m, v, update)
     }
 }
 

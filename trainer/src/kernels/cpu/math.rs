@@ -401,6 +401,39 @@ pub fn apply_dropout(x: &mut [f32], dropout: Option<Dropout>) {
     }
 }
 
+/// One AdamW update in a single pass over `p`, `g`, `m`, `v`, in place, on rayon (the
+/// formula of [`crate::optim::adamw::update_graph`], in `f32`).
+pub fn adamw(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    u: &crate::optim::adamw::AdamWUpdate,
+) {
+    let f = |x: f64| x as f32;
+    let (scale, b1, c1, b2, c2) = (
+        f(u.grad_scale),
+        f(u.beta1),
+        f(1.0 - u.beta1),
+        f(u.beta2),
+        f(1.0 - u.beta2),
+    );
+    let (eps, step, decay) = (f(u.eps), f(u.step_size), f(u.decay));
+    const CHUNK: usize = 1 << 14;
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                let g = g * scale;
+                *m = *m * b1 + g * c1;
+                *v = *v * b2 + g * g * c2;
+                *p = *p * decay - step * (*m / (v.sqrt() + eps));
+            }
+        });
+}
+
 /// `a ← a + b`.
 #[inline]
 pub fn add_assign(a: &mut [f32], b: &[f32]) {
