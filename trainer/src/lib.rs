@@ -11,10 +11,13 @@
 //! - [`train`]: the loop ([`train::run`]) with metrics, checkpoints and resume;
 //! - [`hf`]: loading Hugging Face ELECTRA weights (the reference check);
 //! - [`mod@bench`]: synthetic-batch step timing for `cocolm bench train`;
+//! - [`kernels`]: the backend extension for the hot blocks (encoder layer, vocabulary
+//!   head, AdamW): burn-op defaults, fused multi-threaded implementations on the CPU;
 //! - [`backend`]: the concrete backends.
 //!
-//! Modules are generic over `B: Backend`; only [`step`], [`train`], [`vocab`] and
-//! [`mod@bench`] need `B: AutodiffBackend`.
+//! Model code is generic over `B: Backend` (`B: Kernels` where it runs an encoder); the
+//! training step, loop and benchmark need [`kernels::TrainBackend`] (autodiff, with
+//! [`kernels::Kernels`] on it and on its inner backend).
 //!
 //! A program that trains on the CPU should call [`backend::tune_allocator`] once at
 //! start-up (about a third faster steps with glibc). `examples/bench_step.rs` times steps;
