@@ -105,12 +105,14 @@ pub struct LayerDropout {
 }
 
 impl LayerDropout {
-    /// Three independent streams of one probability.
-    pub fn new(dropout: Option<Dropout>) -> Self {
+    /// Three independent streams keyed by `seed`: probability `attention` on the
+    /// attention probabilities, `hidden` on both residual branches.
+    pub fn new(attention: f64, hidden: f64, seed: u64) -> Self {
+        let stream = |p: f64, stream: u64| Dropout::new(p, seed).map(|d| d.stream(stream));
         Self {
-            attention: dropout.map(|d| d.stream(0)),
-            attention_out: dropout.map(|d| d.stream(1)),
-            ffn_out: dropout.map(|d| d.stream(2)),
+            attention: stream(attention, 0),
+            attention_out: stream(hidden, 1),
+            ffn_out: stream(hidden, 2),
         }
     }
 }

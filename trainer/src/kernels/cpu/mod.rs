@@ -21,7 +21,6 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_ndarray::NdArrayTensor;
 use layer::{Dims, LayerDropout, Saved, ScoreBias, Weights};
-use math::Dropout;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -301,17 +300,14 @@ impl Backward<CpuInner, INPUTS> for LayerBackward {
     }
 }
 
-/// A fresh dropout seed from the backend RNG (reseeded by the trainer before every
-/// micro-step), or no dropout.
-fn draw_dropout(p: f64, device: &burn_ndarray::NdArrayDevice) -> Option<Dropout> {
-    (p > 0.0).then(|| {
-        let u = Tensor::<CpuInner, 1>::random([2], Distribution::Uniform(0.0, 1.0), device)
-            .into_data()
-            .to_vec::<f32>()
-            .expect("an f32 tensor");
-        let seed = (u64::from(u[0].to_bits()) << 32) | u64::from(u[1].to_bits());
-        Dropout::new(p, seed).expect("p > 0")
-    })
+/// A fresh seed for the dropout masks of one layer call, from the backend RNG (which the
+/// trainer reseeds before every micro-step).
+fn draw_seed(device: &burn_ndarray::NdArrayDevice) -> u64 {
+    let u = Tensor::<CpuInner, 1>::random([2], Distribution::Uniform(0.0, 1.0), device)
+        .into_data()
+        .to_vec::<f32>()
+        .expect("an f32 tensor");
+    (u64::from(u[0].to_bits()) << 32) | u64::from(u[1].to_bits())
 }
 
 impl Kernels for CpuBackend {
@@ -323,11 +319,12 @@ impl Kernels for CpuBackend {
         seq: usize,
         bias: Tensor<Self, 4>,
     ) -> Tensor<Self, 2> {
-        assert_eq!(
-            layer.dropout, layer.attention.dropout,
-            "the fused layer uses one dropout probability"
-        );
-        let dropout = LayerDropout::new(draw_dropout(layer.dropout, &x.device()));
+        let (attention, hidden) = (layer.attention.dropout, layer.dropout);
+        let dropout = if attention > 0.0 || hidden > 0.0 {
+            LayerDropout::new(attention, hidden, draw_seed(&x.device()))
+        } else {
+            LayerDropout::default()
+        };
         let call = Call::new(layer, batch, seq, dropout);
         let inputs = primitives(layer, x, bias);
         let nodes = inputs.each_ref().map(|t| t.node.clone());
