@@ -130,15 +130,18 @@ pub fn broadcast_rows(bias: &[f32], rows: usize) -> Vec<f32> {
 }
 
 /// `eˣ` to about 2 ulp, written so the compiler vectorises loops over it (Cephes'
-/// polynomial after a `2ⁿ` range reduction). Inputs below −87.3 give ≈ 1e−38, not 0.
+/// polynomial after a `2ⁿ` range reduction). Inputs below −87.3 give 0 (no subnormal
+/// results, which would slow the products that consume them), above 88.3 give `e^88.3`.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
+    const MIN: f32 = -87.3;
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Round to nearest without a library call: 1.5·2²³ pushes the fraction out.
     const SHIFTER: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.3);
+    let underflow = x < MIN;
+    let x = x.clamp(MIN, 88.3);
     let n = (x * LOG2E + SHIFTER) - SHIFTER;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
@@ -148,7 +151,8 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let y = y * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if underflow { 0.0 } else { y }
 }
 
 /// The standard normal CDF `Φ(x)`, with relative error about 1e−6 in both tails
@@ -454,6 +458,8 @@ mod tests {
             worst = worst.max(rel);
         }
         assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp(-88.0), 0.0);
+        assert_eq!(exp(-10_000.0), 0.0);
     }
 
     #[test]
