@@ -184,9 +184,12 @@ impl Kernels for CpuInner {
         update: &crate::optim::adamw::AdamWUpdate,
     ) -> [Tensor<Self, 1>; 3] {
         let n = p.dims()[0];
+        // The updated tensors are taken over (no copy when uniquely owned); the
+        // gradient, shared with the caller, is only read.
         let owned = |t: Tensor<Self, 1>| into_values(t.into_primitive().tensor());
-        let (mut p, g, mut m, mut v) = (owned(p), owned(g), owned(m), owned(v));
-        math::adamw(&mut p, &g, &mut m, &mut v, update);
+        let (mut p, mut m, mut v) = (owned(p), owned(m), owned(v));
+        let g = g.into_primitive().tensor();
+        math::adamw(&mut p, &values(&g), &mut m, &mut v, update);
         [p, m, v].map(|x| Tensor::from_primitive(TensorPrimitive::Float(tensor(x, &[n]))))
     }
 
