@@ -14,7 +14,7 @@
 //! dropout masks are recomputed in the backward pass from their counter-based streams.
 
 use super::math::{
-    Dropout, Mat, MatMut, Norm, add_assign, apply_dropout, broadcast_rows, column_sums, gelu,
+    Dropout, Mat, MatMut, Norm, add_assign, broadcast_rows, column_sums, dropped, gelu,
     gelu_backward, gemm, layer_norm_backward, residual_layer_norm, softmax_row,
 };
 use rayon::prelude::*;
@@ -336,8 +336,7 @@ pub fn backward(
     // FFN block.
     let (norm2_g, norm2_b) = layer_norm_backward(&mut dy, &saved.xhat2, &saved.rstd2, w.norm2_g);
     let dh2 = dy;
-    let mut df = dh2.clone();
-    apply_dropout(&mut df, dropout.ffn_out);
+    let df = dropped(&dh2, dropout.ffn_out);
     let ffn_out_w = weight_grad(&saved.act, &df, n);
     let ffn_out_b = column_sums(&df, h);
     let mut du = input_grad(&df, n, w.ffn_out_w, None);
@@ -351,8 +350,7 @@ pub fn backward(
     // Attention block.
     let (norm1_g, norm1_b) = layer_norm_backward(&mut dx1, &saved.xhat1, &saved.rstd1, w.norm1_g);
     let dh1 = dx1;
-    let mut da = dh1.clone();
-    apply_dropout(&mut da, dropout.attention_out);
+    let da = dropped(&dh1, dropout.attention_out);
     let out_w = weight_grad(&saved.ctx, &da, n);
     let out_b = column_sums(&da, h);
     let dctx = input_grad(&da, n, w.out_w, None);

@@ -396,13 +396,17 @@ pub fn column_sums(x: &[f32], cols: usize) -> Vec<f32> {
     sum
 }
 
-/// `x ← x ⊙ mask` for a dropout over a whole `[rows, cols]` buffer, on rayon.
-pub fn apply_dropout(x: &mut [f32], dropout: Option<Dropout>) {
-    if let Some(d) = dropout {
-        x.par_chunks_mut(4096)
-            .enumerate()
-            .for_each(|(i, chunk)| d.apply(chunk, i * 4096));
-    }
+/// `x ⊙ mask` for a dropout over a whole `[rows, cols]` buffer, on rayon; `x` itself
+/// (no copy) without dropout.
+pub fn dropped(x: &[f32], dropout: Option<Dropout>) -> std::borrow::Cow<'_, [f32]> {
+    let Some(d) = dropout else {
+        return std::borrow::Cow::Borrowed(x);
+    };
+    let mut out = x.to_vec();
+    out.par_chunks_mut(4096)
+        .enumerate()
+        .for_each(|(i, chunk)| d.apply(chunk, i * 4096));
+    std::borrow::Cow::Owned(out)
 }
 
 /// One AdamW update in a single pass over `p`, `g`, `m`, `v`, in place, on rayon (the
