@@ -244,6 +244,13 @@ pub struct BenchTrainArgs {
     /// Timed steps (after 2 warm-up steps).
     #[arg(long, default_value_t = 10)]
     pub steps: u64,
+    /// Untimed warm-up steps first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Override a configuration value, `section.key=value` (repeatable):
+    /// `--set model.num_layers=4 --set train.batch_size=16`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
 }
 
 /// `cocolm demo`.

@@ -222,6 +222,52 @@ impl RunConfig {
         Ok(config)
     }
 
+    /// Read a TOML configuration file, apply `overrides` (`section.key=value`, the value
+    /// in TOML syntax, a bare word taken as a string: `model.num_layers=4`,
+    /// `train.precision=bf16`), then validate. An override naming an unknown key is an
+    /// error, as in the file.
+    pub fn from_toml_file_with(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let parse_error = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+        for assignment in overrides {
+            let invalid = |message: &str| Error::Invalid {
+                path: path.to_path_buf(),
+                field: assignment.clone(),
+                message: message.to_string(),
+            };
+            let (key, value) = assignment
+                .split_once('=')
+                .ok_or_else(|| invalid("an override is `section.key=value`"))?;
+            let (key, value) = (key.trim(), value.trim());
+            let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+                Ok(mut t) => t.remove("v").expect("the table has the key just parsed"),
+                Err(_) => toml::Value::String(value.to_string()),
+            };
+            let mut parts: Vec<&str> = key.split('.').collect();
+            let last = parts.pop().filter(|k| !k.is_empty());
+            let mut section = &mut table;
+            for part in parts {
+                section = section
+                    .entry(part)
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+                    .as_table_mut()
+                    .ok_or_else(|| invalid("overrides a value, not a section"))?;
+            }
+            let last = last.ok_or_else(|| invalid("names no key"))?;
+            section.insert(last.to_string(), value);
+        }
+        let config: RunConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_error(format!("with the overrides: {e}")))?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
     /// The configuration as TOML text.
     pub fn to_toml_string(&self) -> String {
         toml::to_string(self).expect("RunConfig always serialises to TOML")
@@ -303,6 +349,36 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_replace_values_and_refuse_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[model]\nnum_layers = 2\n").unwrap();
+        let set = |v: &[&str]| {
+            let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            RunConfig::from_toml_file_with(&path, &v)
+        };
+        let c = set(&[
+            "model.num_layers=4",
+            "train.precision = bf16",
+            "train.lr=3e-4",
+        ])
+        .unwrap();
+        assert_eq!(c.model.num_layers, 4);
+        assert_eq!(c.train.precision, Precision::Bf16);
+        assert_eq!(c.train.lr, 3e-4);
+        assert_eq!(set(&[]).unwrap().model.num_layers, 2);
+        for bad in [
+            "model.layers=4",
+            "model=4",
+            "nothing",
+            "model.num_layers=many",
+        ] {
+            let err = set(&[bad]).unwrap_err().to_string();
+            assert!(err.contains("c.toml"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn toml_round_trip() {

@@ -223,13 +223,14 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
 /// AdamW) on synthetic batches.
 pub fn train(args: &BenchTrainArgs) -> Result<()> {
     cocolm_trainer::backend::tune_allocator();
-    let mut config = cocolm_shared::RunConfig::from_toml_file(&args.config)?;
+    let mut config = cocolm_shared::RunConfig::from_toml_file_with(&args.config, &args.overrides)?;
     if config.model.vocab_size == 0 {
         config.model.vocab_size = args.vocab_size;
     }
+    config.model.max_positions = config.model.max_positions.max(args.seq_len);
     let options = cocolm_trainer::bench::BenchOptions {
         seq_len: args.seq_len,
-        warmup: 2,
+        warmup: args.warmup as usize,
         steps: args.steps as usize,
     };
     let device = Default::default();
@@ -237,7 +238,7 @@ pub fn train(args: &BenchTrainArgs) -> Result<()> {
         cocolm_trainer::bench::bench_step::<cocolm_trainer::CpuBackend>(&config, &device, options)?;
     let m = &config.model;
     println!(
-        "train bench: {} ({} layers, hidden {}, {} heads, FFN {}, generator {} layers, vocab {}, {} parameters)",
+        "train bench: {} ({} layers, hidden {}, {} heads, FFN {}, generator {} layers, vocab {}, relative positions {}, dropout {}, {} parameters)",
         args.config.display(),
         m.num_layers,
         m.hidden_size,
@@ -245,6 +246,8 @@ pub fn train(args: &BenchTrainArgs) -> Result<()> {
         m.ffn_size,
         m.generator_depth(),
         m.vocab_size,
+        m.relative_position,
+        m.dropout,
         r.parameters
     );
     println!(

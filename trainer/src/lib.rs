@@ -5,12 +5,14 @@
 //!   and the corrector sharing one token table ([`model::CocoLm`]);
 //! - [`loss`], [`sample`], [`vocab`]: cross-entropy, copy BCE, SCL, the replacement
 //!   draw, and the hand-differentiated tied vocabulary heads;
-//! - [`step`]: one training step ([`step::Trainer`]) and its [`step::StepMetrics`];
+//! - [`step`]: one training step ([`step::Trainer`]): batch upload, the objective
+//!   ([`step::objective`]), the backward pass, metrics;
 //! - [`optim`]: the [`optim::Optimizer`] trait, [`optim::AdamW`], clipping, schedule;
 //! - [`checkpoint`]: atomic checkpoint directories and retention;
 //! - [`train`]: the loop ([`train::run`]) with metrics, checkpoints and resume;
 //! - [`hf`]: loading Hugging Face ELECTRA weights (the reference check);
-//! - [`mod@bench`]: synthetic-batch step timing for `cocolm bench train`;
+//! - [`synthetic`]: corrupted batches without a corpus (timing, tests);
+//! - [`mod@bench`]: step timing for `cocolm bench train`;
 //! - [`kernels`]: the backend extension for the hot blocks (encoder layer, vocabulary
 //!   head, AdamW): burn-op defaults, fused multi-threaded implementations on the CPU;
 //! - [`backend`]: the concrete backends.
@@ -20,7 +22,7 @@
 //! [`kernels::Kernels`] on it and on its inner backend).
 //!
 //! A program that trains on the CPU should call [`backend::tune_allocator`] once at
-//! start-up (about a third faster steps with glibc). `examples/bench_step.rs` times steps;
+//! start-up (about a third faster steps with glibc). `cocolm bench train` times steps;
 //! `PERF_NOTES.md` records what was measured.
 //!
 //! Determinism: every step reseeds the backend RNG from `(seed, step, micro-batch)`. The
@@ -40,6 +42,7 @@ pub mod optim;
 pub mod params;
 pub mod sample;
 pub mod step;
+pub mod synthetic;
 pub mod tensor_file;
 pub mod train;
 pub mod vocab;

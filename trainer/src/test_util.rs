@@ -27,3 +27,19 @@ pub fn tiny_config() -> cocolm_shared::RunConfig {
     c.train.warmup_steps = 2;
     c
 }
+
+/// Batch `index` of a small ragged motif corpus for [`tiny_config`]-shaped models
+/// (3 rows of 12, 30 % masked, an SCL crop when `model.scl` is on).
+pub fn synthetic_batch(config: &cocolm_shared::RunConfig, index: u64) -> cocolm_shared::Batch {
+    crate::synthetic::Synthetic {
+        batch_size: 3,
+        seq_len: 12,
+        vocab_size: config.model.vocab_size,
+        mask_prob: 0.3,
+        seed: 5,
+        content: crate::synthetic::Content::Motifs,
+        ragged: true,
+        crop_fraction: config.model.scl.then_some(0.9),
+    }
+    .batch(index)
+}

@@ -16,7 +16,7 @@
 //! `∂x` enters the graph through the zero-valued surrogate `s − s.detach()` with
 //! `s = Σ x ⊙ ∂x` (so the transform below the projection gets its gradient from the
 //! backward pass), and `∂E`, `∂b` are added to the parameter gradients directly
-//! ([`crate::step::VocabGrads`]). The result is the gradient autodiff would compute, with one
+//! ([`crate::step::objective::VocabGrads`]). The result is the gradient autodiff would compute, with one
 //! `[rows, vocab]` matrix alive at a time.
 
 use crate::kernels::{Kernels, TrainBackend};

@@ -2,8 +2,8 @@
 
 use crate::rng_lock;
 use cocolm_shared::{Batch, LoaderCursor, RunConfig};
-use cocolm_trainer::bench::{Content, Synthetic};
 use cocolm_trainer::step::StepMetrics;
+use cocolm_trainer::synthetic::{Content, Synthetic};
 use cocolm_trainer::train::{DefaultHooks, RunOptions, find_resume, run};
 use cocolm_trainer::{CpuBackend, Error, tensor_file};
 use std::convert::Infallible;

@@ -60,3 +60,55 @@ impl<B: Kernels> Backbone<B> {
             .forward(self.embeddings.forward_words(words, input), input)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::CpuInner;
+    use crate::model::{CocoLm, EncoderInput};
+    use crate::params;
+    use crate::test_util::{synthetic_batch, tiny_config};
+    use cocolm_shared::Batch;
+
+    #[test]
+    fn padding_does_not_change_real_positions() {
+        let config = tiny_config();
+        let device = Default::default();
+        let model = CocoLm::<CpuInner>::init(&config.model, &device).unwrap();
+        let raw = synthetic_batch(&config, 2);
+        let mut other = raw.clone();
+        for (r, &len) in raw.lengths.iter().enumerate() {
+            for s in len as usize..raw.seq_len {
+                other.input_ids[r * raw.seq_len + s] = 7 + s as u32;
+            }
+        }
+        let hidden = |b: &Batch| {
+            let input = EncoderInput::<CpuInner>::new(
+                &b.input_ids,
+                &b.lengths,
+                b.batch_size,
+                b.seq_len,
+                &device,
+            );
+            let h = model
+                .corrector
+                .backbone
+                .forward(model.token_embedding.val(), &input);
+            params::tensor_to_vec(h)
+        };
+        let (a, c) = (hidden(&raw), hidden(&other));
+        let hdim = config.model.hidden_size;
+        for (r, &len) in raw.lengths.iter().enumerate() {
+            let span = r * raw.seq_len * hdim..(r * raw.seq_len + len as usize) * hdim;
+            for k in span {
+                assert!(
+                    (a[k] - c[k]).abs() < 1e-5,
+                    "row {r} changed with its padding"
+                );
+            }
+        }
+        assert!(
+            raw.lengths.iter().any(|&l| (l as usize) < raw.seq_len),
+            "the batch has padding"
+        );
+    }
+}
