@@ -22,27 +22,10 @@ use std::fmt;
 use tk::pipeline::{EncodeOptions, Override, PipelineToken, PipelineTokenizer};
 use tokenizers::Tokenizer;
 
+use super::engine::Engine;
 use super::error::{Result, TokenizerError};
 use super::load::TokenizerJson;
 use super::probe::probe_texts;
-
-/// Which library encodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// `tokenizers` 1.0.0-rc.3.
-    Fast,
-    /// `tokenizers` 0.23.2.
-    Reference,
-}
-
-impl fmt::Display for Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Engine::Fast => "tokenizers 1.0.0-rc.3",
-            Engine::Reference => "tokenizers 0.23.2",
-        })
-    }
-}
 
 /// Which engine an [`Encoder`] should use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

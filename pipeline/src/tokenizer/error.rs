@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::encode::Engine;
+use super::engine::Engine;
 
 /// Result alias for the tokenizer module.
 pub type Result<T, E = TokenizerError> = std::result::Result<T, E>;

@@ -16,7 +16,7 @@ use cocolm_shared::manifest::write_atomic;
 use cocolm_shared::{SpecialTokens, TokenizerRecord};
 use tokenizers::Tokenizer;
 
-use super::encode::Engine;
+use super::engine::Engine;
 use super::error::{Result, TokenizerError};
 use super::special::ensure_special_tokens;
 

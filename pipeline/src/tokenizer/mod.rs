@@ -25,13 +25,15 @@
 //! ```
 
 mod encode;
+mod engine;
 mod error;
 mod load;
 mod probe;
 mod special;
 mod train;
 
-pub use encode::{Encoder, Engine, EngineChoice};
+pub use encode::{Encoder, EngineChoice};
+pub use engine::Engine;
 pub use error::{Result, TokenizerError};
 pub use load::TokenizerJson;
 pub use special::TRAINED_SPECIAL_TOKENS;

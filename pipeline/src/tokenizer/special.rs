@@ -17,7 +17,7 @@
 use cocolm_shared::SpecialTokens;
 use tokenizers::{AddedToken, Tokenizer};
 
-use super::encode::Engine;
+use super::engine::Engine;
 use super::error::{Result, TokenizerError};
 
 /// The ids of the special tokens in every tokenizer trained by [`train`](fn@super::train).

@@ -32,7 +32,7 @@ use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, Tokenizer};
 
-use super::encode::Engine;
+use super::engine::Engine;
 use super::error::{Result, TokenizerError};
 use super::load::TokenizerJson;
 use super::special::{TRAINED_SPECIAL_TOKENS, special_added_tokens};
