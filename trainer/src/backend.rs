@@ -33,10 +33,18 @@ pub type CudaF32 = burn::backend::Autodiff<burn::backend::Cuda<f32, i32>>;
 /// buffer above the (adaptive) mmap threshold is a new mapping whose pages fault in and
 /// are zeroed on first touch, then unmapped on drop: about a third of a CPU training
 /// step. This switches glibc's `malloc` to the heap only (`M_MMAP_MAX = 0`), never trims
-/// it, and grows it 64 MiB at a time, so buffers are recycled. It changes the whole
-/// process, which is why the binary calls it (once, at start-up) rather than the library.
-/// Returns whether the settings were applied (only on Linux with glibc).
-pub fn tune_allocator() -> bool {
+/// it, and grows it 64 MiB at a time, so buffers are recycled. Returns whether the
+/// settings were applied (only on Linux with glibc).
+///
+/// # Safety
+///
+/// This changes the allocator of the whole process, for all code in it: memory freed
+/// after the call is never returned to the operating system, and large allocations no
+/// longer get their own mapping. Call it only from a program's `main` (never from a
+/// library on behalf of its host), once, at start-up, before other threads are spawned
+/// and before any code that relies on glibc's default `malloc` behaviour (for instance
+/// one that itself calls `mallopt`) has run.
+pub unsafe fn tune_allocator() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::ffi::c_int;
@@ -47,7 +55,8 @@ pub fn tune_allocator() -> bool {
             fn mallopt(param: c_int, value: c_int) -> c_int;
         }
         // SAFETY: `mallopt` only sets allocator parameters; these three are documented
-        // glibc options and any value is valid for them.
+        // glibc options and any value is valid for them. The process-wide effect is the
+        // caller's to accept (see `# Safety`).
         unsafe {
             mallopt(M_MMAP_MAX, 0) == 1
                 && mallopt(M_TRIM_THRESHOLD, c_int::MAX) == 1

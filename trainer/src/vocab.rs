@@ -4,8 +4,8 @@
 //! only. Left to autodiff, the `[rows, vocab]` logits, their softmax and several
 //! same-sized gradient temporaries are built and kept per head, and `Eᵀ` is copied in
 //! every pass. Here the projection and the loss run on the inner backend, outside the
-//! graph ([`Kernels::vocab_head`]: [`head_graph`] by default, one fused pass over the
-//! logits on the CPU):
+//! graph ([`Kernels::vocab_head`]: the burn-op reference by default, one fused pass over
+//! the logits on the CPU):
 //!
 //! ```text
 //! p   = softmax(x·Eᵀ + b)                 CE_i = log Σ exp − logit[target_i]
@@ -19,9 +19,9 @@
 //! ([`crate::step::objective::VocabGrads`]). The result is the gradient autodiff would compute, with one
 //! `[rows, vocab]` matrix alive at a time.
 
-use crate::kernels::{Kernels, TrainBackend};
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{IndexingUpdateOp, Int, Tensor};
+use crate::kernels::{HeadRows, Kernels, TrainBackend};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor};
 
 /// What one vocabulary head contributes to a training step.
 #[derive(Debug, Clone)]
@@ -37,144 +37,6 @@ pub struct VocabLoss<B: AutodiffBackend> {
     pub d_tokens: Tensor<B::InnerBackend, 2>,
     /// `∂b`, `[vocab]`.
     pub d_bias: Tensor<B::InnerBackend, 1>,
-}
-
-/// The rows of a head: inputs of [`Kernels::vocab_head`].
-#[derive(Debug, Clone)]
-pub struct HeadRows<B: Backend> {
-    /// Head input after the transform, `[rows, H]`.
-    pub x: Tensor<B, 2>,
-    /// Target class of each row, `[rows]`.
-    pub targets: Tensor<B, 1, Int>,
-    /// Weight of each row's cross-entropy in the loss, `[rows]`.
-    pub weights: Tensor<B, 1>,
-    /// One `U[0, 1)` per row when a class is to be drawn from each row's softmax.
-    pub uniforms: Option<Tensor<B, 1>>,
-}
-
-impl<B: Backend> HeadRows<B> {
-    fn narrow(&self, start: usize, len: usize) -> Self {
-        Self {
-            x: self.x.clone().narrow(0, start, len),
-            targets: self.targets.clone().narrow(0, start, len),
-            weights: self.weights.clone().narrow(0, start, len),
-            uniforms: self.uniforms.clone().map(|u| u.narrow(0, start, len)),
-        }
-    }
-}
-
-/// Outputs of [`Kernels::vocab_head`].
-#[derive(Debug, Clone)]
-pub struct HeadOutput<B: Backend> {
-    /// Cross-entropy of every row, `[rows]`.
-    pub cross_entropy: Tensor<B, 1>,
-    /// Rows whose argmax is the target, `[1]`.
-    pub correct: Tensor<B, 1>,
-    /// The drawn classes, `[rows]`, when uniforms were given.
-    pub samples: Option<Tensor<B, 1, Int>>,
-    /// `∂x`, `[rows, H]`.
-    pub d_x: Tensor<B, 2>,
-    /// `∂E`, `[vocab, H]`.
-    pub d_tokens: Tensor<B, 2>,
-    /// `∂b`, `[vocab]`.
-    pub d_bias: Tensor<B, 1>,
-}
-
-/// Softmax probabilities, per-row cross-entropy and argmax hits of some logits.
-struct Scores<B: Backend> {
-    probs: Tensor<B, 2>,
-    cross_entropy: Tensor<B, 1>,
-    correct: Tensor<B, 1>,
-}
-
-/// Six passes over the logits; the subtraction, `exp` and division reuse their buffer.
-fn scores<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Scores<B> {
-    let rows = targets.dims()[0];
-    let picked = logits.clone().gather(1, targets.clone().reshape([rows, 1]));
-    let max = logits.clone().max_dim(1);
-    let correct = logits
-        .clone()
-        .argmax(1)
-        .reshape([rows])
-        .equal(targets)
-        .float()
-        .sum();
-    let exp = (logits - max.clone()).exp();
-    let sum = exp.clone().sum_dim(1);
-    let probs = exp / sum.clone();
-    Scores {
-        probs,
-        cross_entropy: (sum.log() + max - picked).reshape([rows]),
-        correct,
-    }
-}
-
-fn block<B: Backend>(rows: HeadRows<B>, table: Tensor<B, 2>, bias: Tensor<B, 1>) -> HeadOutput<B> {
-    let [n, _] = rows.x.dims();
-    let vocab = bias.dims()[0];
-    let device = rows.x.device();
-    let logits = rows.x.clone().matmul(table.clone().transpose()) + bias.unsqueeze::<2>();
-    let Scores {
-        probs,
-        cross_entropy,
-        correct,
-    } = scores(logits, rows.targets.clone());
-    let samples = rows
-        .uniforms
-        .map(|u| crate::sample::sample_categorical(probs.clone(), u));
-    let minus_one = Tensor::full([n, 1], -1.0, &device);
-    let grad = probs.scatter(
-        1,
-        rows.targets.reshape([n, 1]),
-        minus_one,
-        IndexingUpdateOp::Add,
-    ) * rows.weights.reshape([n, 1]);
-    HeadOutput {
-        cross_entropy,
-        correct,
-        samples,
-        d_x: grad.clone().matmul(table),
-        d_bias: grad.clone().sum_dim(0).reshape([vocab]),
-        d_tokens: grad.transpose().matmul(rows.x),
-    }
-}
-
-/// Rows below which [`head_graph`] does not split a head across two threads.
-const SPLIT_ROWS: usize = 64;
-
-/// The default [`Kernels::vocab_head`]: burn tensor operations, the rows split into two
-/// halves on two threads (burn-ndarray runs elementwise work on one thread).
-pub fn head_graph<B: Backend>(
-    rows: HeadRows<B>,
-    table: Tensor<B, 2>,
-    bias: Tensor<B, 1>,
-) -> HeadOutput<B> {
-    let n = rows.x.dims()[0];
-    if n < SPLIT_ROWS {
-        return block(rows, table, bias);
-    }
-    let half = n / 2;
-    let (first, second) = (rows.narrow(0, half), rows.narrow(half, n - half));
-    let (a, b) = std::thread::scope(|scope| {
-        let (table_first, bias_first) = (table.clone(), bias.clone());
-        let worker = scope.spawn(move || block(first, table_first, bias_first));
-        let second = block(second, table, bias);
-        (
-            worker.join().expect("a vocabulary worker thread panicked"),
-            second,
-        )
-    });
-    HeadOutput {
-        cross_entropy: Tensor::cat(vec![a.cross_entropy, b.cross_entropy], 0),
-        correct: a.correct + b.correct,
-        samples: a
-            .samples
-            .zip(b.samples)
-            .map(|(x, y)| Tensor::cat(vec![x, y], 0)),
-        d_x: Tensor::cat(vec![a.d_x, b.d_x], 0),
-        d_tokens: a.d_tokens + b.d_tokens,
-        d_bias: a.d_bias + b.d_bias,
-    }
 }
 
 /// Loss, gradients and (when `draw`) one sampled class per row of a tied vocabulary head.
@@ -233,7 +95,7 @@ mod tests {
     /// for a head processed whole and one split across two threads.
     #[test]
     fn matches_autodiff() {
-        for rows in [5, SPLIT_ROWS + 7] {
+        for rows in [5, crate::kernels::reference::SPLIT_ROWS + 7] {
             check_against_autodiff(rows);
         }
     }

@@ -2,7 +2,8 @@
 //! learned absolute positions, an optional token-type row, LayerNorm, dropout.
 
 use super::EncoderInput;
-use super::layers::{LayerNorm, dropout, normal_param};
+use super::layers::{LayerNorm, normal_param};
+use crate::kernels::reference::dropout;
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;

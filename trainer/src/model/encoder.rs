@@ -3,9 +3,9 @@
 
 use super::EncoderInput;
 use super::attention::SelfAttention;
-use super::layers::{Dense, LayerNorm, dropout, gelu};
+use super::layers::{Dense, LayerNorm};
 use super::relpos::RelativePositionBias;
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, LayerCall, LayerTensors, LayerWeights};
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -74,26 +74,35 @@ impl<B: Backend> EncoderLayer<B> {
         }
     }
 
-    /// The layer from burn tensor operations, differentiated by burn's autodiff: the
-    /// default of [`Kernels::encoder_layer`] and the reference its fused implementations
-    /// are tested against.
-    ///
-    /// # Shapes
-    /// - `x`: `[batch · seq, H]`; `bias`: `[batch or 1, heads or 1, seq or 1, seq]`
-    /// - output: `[batch · seq, H]`
-    pub fn forward_graph(
-        &self,
-        x: Tensor<B, 2>,
-        batch: usize,
-        seq: usize,
-        bias: Tensor<B, 4>,
-    ) -> Tensor<B, 2> {
-        let attended = self.attention.forward(x.clone(), batch, seq, bias);
-        let x = self
-            .attention_norm
-            .forward(x + dropout(attended, self.dropout));
-        let ffn = self.ffn_out.forward(gelu(self.ffn_in.forward(x.clone())));
-        self.ffn_norm.forward(x + dropout(ffn, self.dropout))
+    /// The parameters as the kernels take them.
+    pub fn weights(&self) -> LayerTensors<B> {
+        let a = &self.attention;
+        LayerWeights {
+            qkv_w: a.qkv.weight.val(),
+            qkv_b: a.qkv.bias.val(),
+            out_w: a.output.weight.val(),
+            out_b: a.output.bias.val(),
+            norm1_g: self.attention_norm.weight.val(),
+            norm1_b: self.attention_norm.bias.val(),
+            ffn_in_w: self.ffn_in.weight.val(),
+            ffn_in_b: self.ffn_in.bias.val(),
+            ffn_out_w: self.ffn_out.weight.val(),
+            ffn_out_b: self.ffn_out.bias.val(),
+            norm2_g: self.ffn_norm.weight.val(),
+            norm2_b: self.ffn_norm.bias.val(),
+        }
+    }
+
+    /// The sizes and settings of a call on `batch` sequences of `seq` tokens.
+    pub fn call(&self, batch: usize, seq: usize) -> LayerCall {
+        LayerCall {
+            batch,
+            seq,
+            heads: self.attention.num_heads,
+            eps: self.attention_norm.eps,
+            attention_dropout: self.attention.dropout,
+            hidden_dropout: self.dropout,
+        }
     }
 }
 
@@ -110,7 +119,7 @@ impl<B: Kernels> EncoderLayer<B> {
         seq: usize,
         bias: Tensor<B, 4>,
     ) -> Tensor<B, 2> {
-        B::encoder_layer(self, x, batch, seq, bias)
+        B::encoder_layer(x, self.weights(), &self.call(batch, seq), bias)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Output heads: the Dense → GELU → LayerNorm transform, and the LM head tied to the
 //! token embeddings.
 
-use super::layers::{Dense, LayerNorm, const_param, gelu};
+use super::layers::{Dense, LayerNorm, const_param};
+use crate::kernels::reference::gelu;
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;

@@ -13,7 +13,7 @@
 //! tables); every bias and LayerNorm parameter is a vector and is not decayed.
 
 use super::{Gradients, Optimizer, OptimizerState};
-use crate::kernels::Kernels;
+use crate::kernels::{AdamWUpdate, Kernels};
 use crate::params::{NamedTensor, ParamSpec, tensor_to_vec};
 use crate::{Error, Result};
 use burn::tensor::backend::Backend;
@@ -88,52 +88,6 @@ impl<B: Backend> AdamW<B> {
     pub fn decay_mask(&self) -> impl Iterator<Item = (&str, bool)> {
         self.slots.iter().map(|s| (s.spec.name.as_str(), s.decay))
     }
-}
-
-/// The scalars of one AdamW update of one parameter, bias corrections folded in
-/// (see [`update_graph`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamWUpdate {
-    /// Factor applied to the gradient first (accumulation averaging, clipping).
-    pub grad_scale: f64,
-    /// β₁.
-    pub beta1: f64,
-    /// β₂.
-    pub beta2: f64,
-    /// `ε·√(1 − β₂ᵗ)`.
-    pub eps: f64,
-    /// `lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ)`.
-    pub step_size: f64,
-    /// Decoupled weight decay factor `1 − lr·λ` (1 without decay).
-    pub decay: f64,
-}
-
-/// One AdamW update from burn tensor operations, the default of
-/// [`Kernels::adamw_update`]: with `ĝ = grad_scale·g`,
-///
-/// ```text
-/// m ← β₁·m + (1 − β₁)·ĝ      v ← β₂·v + (1 − β₂)·ĝ²
-/// p ← decay·p − step_size · m/(√v + ε)
-/// ```
-///
-/// Returns `[p, m, v]`.
-pub fn update_graph<B: Backend>(
-    p: Tensor<B, 1>,
-    g: Tensor<B, 1>,
-    m: Tensor<B, 1>,
-    v: Tensor<B, 1>,
-    u: &AdamWUpdate,
-) -> [Tensor<B, 1>; 3] {
-    let g = g.mul_scalar(u.grad_scale);
-    let m = m.mul_scalar(u.beta1) + g.clone().mul_scalar(1.0 - u.beta1);
-    let v = v.mul_scalar(u.beta2) + g.square().mul_scalar(1.0 - u.beta2);
-    let update = m.clone() / v.clone().sqrt().add_scalar(u.eps);
-    let p = if u.decay != 1.0 {
-        p.mul_scalar(u.decay)
-    } else {
-        p
-    };
-    [p - update.mul_scalar(u.step_size), m, v]
 }
 
 impl<B: Kernels> Optimizer<B> for AdamW<B> {

@@ -1,6 +1,6 @@
 //! One post-LN encoder layer (the computation of
-//! [`EncoderLayer::forward_graph`](crate::model::encoder::EncoderLayer::forward_graph)),
-//! forward and backward by hand on contiguous `f32` slices.
+//! [`reference::encoder_layer`](crate::kernels::reference::encoder_layer)), forward and
+//! backward by hand on contiguous `f32` slices.
 //!
 //! ```text
 //! qkv = x·W_qkv + b_qkv                      scores = q·kᵀ/√d + bias
@@ -17,6 +17,7 @@ use super::math::{
     Dropout, Mat, MatMut, Norm, add_assign, broadcast_rows, column_sums, dropped, gelu,
     gelu_backward, gemm, layer_norm_backward, residual_layer_norm, softmax_row,
 };
+use crate::kernels::LayerWeights;
 use rayon::prelude::*;
 
 /// Sizes of one layer application.
@@ -45,33 +46,7 @@ impl Dims {
 }
 
 /// The layer's parameters, row-major, weights `[in, out]`.
-#[derive(Debug, Clone, Copy)]
-pub struct Weights<'a> {
-    /// `[H, 3H]`, columns `q | k | v`.
-    pub qkv_w: &'a [f32],
-    /// `[3H]`.
-    pub qkv_b: &'a [f32],
-    /// `[H, H]`.
-    pub out_w: &'a [f32],
-    /// `[H]`.
-    pub out_b: &'a [f32],
-    /// `[H]`.
-    pub norm1_g: &'a [f32],
-    /// `[H]`.
-    pub norm1_b: &'a [f32],
-    /// `[H, F]`.
-    pub ffn_in_w: &'a [f32],
-    /// `[F]`.
-    pub ffn_in_b: &'a [f32],
-    /// `[F, H]`.
-    pub ffn_out_w: &'a [f32],
-    /// `[H]`.
-    pub ffn_out_b: &'a [f32],
-    /// `[H]`.
-    pub norm2_g: &'a [f32],
-    /// `[H]`.
-    pub norm2_b: &'a [f32],
-}
+pub type Weights<'a> = LayerWeights<&'a [f32], &'a [f32]>;
 
 /// The additive score bias `[batch or 1, heads or 1, seq or 1, seq]` (key padding mask
 /// and relative positions), broadcast over the dimensions of size 1.
@@ -137,30 +112,8 @@ pub struct Saved {
 pub struct Grads {
     /// `∂x`, `[rows, H]`.
     pub x: Vec<f32>,
-    /// `∂W_qkv`.
-    pub qkv_w: Vec<f32>,
-    /// `∂b_qkv`.
-    pub qkv_b: Vec<f32>,
-    /// `∂W_o`.
-    pub out_w: Vec<f32>,
-    /// `∂b_o`.
-    pub out_b: Vec<f32>,
-    /// `∂γ₁`.
-    pub norm1_g: Vec<f32>,
-    /// `∂β₁`.
-    pub norm1_b: Vec<f32>,
-    /// `∂W_i`.
-    pub ffn_in_w: Vec<f32>,
-    /// `∂b_i`.
-    pub ffn_in_b: Vec<f32>,
-    /// `∂W_f`.
-    pub ffn_out_w: Vec<f32>,
-    /// `∂b_f`.
-    pub ffn_out_b: Vec<f32>,
-    /// `∂γ₂`.
-    pub norm2_g: Vec<f32>,
-    /// `∂β₂`.
-    pub norm2_b: Vec<f32>,
+    /// `∂` of every parameter.
+    pub weights: LayerWeights<Vec<f32>, Vec<f32>>,
     /// `∂bias` in the bias's own (broadcast) shape, when asked for.
     pub bias: Option<Vec<f32>>,
 }
@@ -433,18 +386,20 @@ pub fn backward(
     let bias = bias_grad.then(|| reduce_to_bias(dscores, d, bias));
     Grads {
         x: dx,
-        qkv_w,
-        qkv_b,
-        out_w,
-        out_b,
-        norm1_g,
-        norm1_b,
-        ffn_in_w,
-        ffn_in_b,
-        ffn_out_w,
-        ffn_out_b,
-        norm2_g,
-        norm2_b,
+        weights: LayerWeights {
+            qkv_w,
+            qkv_b,
+            out_w,
+            out_b,
+            norm1_g,
+            norm1_b,
+            ffn_in_w,
+            ffn_in_b,
+            ffn_out_w,
+            ffn_out_b,
+            norm2_g,
+            norm2_b,
+        },
         bias,
     }
 }

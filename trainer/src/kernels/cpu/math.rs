@@ -71,12 +71,18 @@ impl<'a> MatMut<'a> {
         Self::strided(data, rows, cols, cols)
     }
 
-    /// `[rows, cols]` with row stride `rs`.
+    /// `[rows, cols]` with row stride `rs`. Rows must not overlap (`rs ≥ cols` when
+    /// there are two or more): [`gemm`] writes several rows at once from several
+    /// threads.
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize) -> Self {
         assert!(
             rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) < data.len(),
             "a {rows}×{cols} view with row stride {rs} overruns {} elements",
             data.len()
+        );
+        assert!(
+            rows < 2 || rs >= cols,
+            "a {rows}×{cols} view with row stride {rs} has overlapping rows"
         );
         Self {
             data,
@@ -98,8 +104,9 @@ pub fn gemm(alpha: f32, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>) {
     );
     let s = |v: usize| v as isize;
     // SAFETY: the constructors checked that every element `(i, j)` addressed through
-    // the strides lies inside its slice; `c` is borrowed mutably, so it aliases neither
-    // `a` nor `b`.
+    // the strides lies inside its slice, and that the rows of `c` do not overlap (so the
+    // threads matrixmultiply writes them from never write the same element); `c` is
+    // borrowed mutably, so it aliases neither `a` nor `b`.
     unsafe {
         matrixmultiply::sgemm(
             a.rows,
@@ -410,13 +417,13 @@ pub fn dropped(x: &[f32], dropout: Option<Dropout>) -> std::borrow::Cow<'_, [f32
 }
 
 /// One AdamW update in a single pass over `p`, `g`, `m`, `v`, in place, on rayon (the
-/// formula of [`crate::optim::adamw::update_graph`], in `f32`).
+/// formula of [`crate::kernels::reference::adamw_update`], in `f32`).
 pub fn adamw(
     p: &mut [f32],
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
-    u: &crate::optim::adamw::AdamWUpdate,
+    u: &crate::kernels::AdamWUpdate,
 ) {
     let f = |x: f64| x as f32;
     let (scale, b1, c1, b2, c2) = (
@@ -519,6 +526,27 @@ mod tests {
     fn views_that_overrun_their_slice_are_refused() {
         let a = [0.0f32; 5];
         let _ = Mat::strided(&a, 2, 3, 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "overlapping rows")]
+    fn output_views_with_overlapping_rows_are_refused() {
+        let mut c = [0.0f32; 8];
+        let _ = MatMut::strided(&mut c, 3, 3, 2);
+    }
+
+    #[test]
+    fn a_single_output_row_may_have_any_stride() {
+        let mut c = [0.0f32; 3];
+        let view = MatMut::strided(&mut c, 1, 3, 1);
+        gemm(
+            1.0,
+            Mat::new(&[1.0, 2.0], 1, 2),
+            Mat::new(&[1.0, 0.0, 1.0, 0.0, 1.0, 1.0], 2, 3),
+            0.0,
+            view,
+        );
+        assert_eq!(c, [1.0, 2.0, 3.0]);
     }
 
     #[test]

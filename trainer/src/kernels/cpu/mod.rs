@@ -1,19 +1,19 @@
-//! [`Kernels`] for the CPU backends: the encoder layer of [`layer`] on burn-ndarray
+//! [`Kernels`] for the CPU backends: the encoder layer of `layer.rs` on burn-ndarray
 //! tensors, registered with burn's autodiff as one operation with a hand-written
-//! backward pass, and the vocabulary head of [`vocab`].
+//! backward pass, the vocabulary head of `vocab.rs` and AdamW in one pass (`math.rs`).
 //!
 //! Dropout masks come from a counter-based hash keyed by a seed drawn from the backend
 //! RNG once per layer call, so a step stays a pure function of the RNG seed the trainer
 //! sets before it (exact resume).
 
-pub mod layer;
-pub mod math;
-pub mod vocab;
+mod layer;
+mod math;
+mod vocab;
 
-use super::Kernels;
+use super::{
+    AdamWUpdate, HeadOutput, HeadRows, Kernels, LAYER_PARAMS, LayerCall, LayerTensors, LayerWeights,
+};
 use crate::backend::{CpuBackend, CpuInner};
-use crate::model::encoder::EncoderLayer;
-use crate::vocab::{HeadOutput, HeadRows};
 use burn::tensor::{Distribution, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -24,8 +24,9 @@ use layer::{Dims, LayerDropout, Saved, ScoreBias, Weights};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// The tensors a layer reads, in the order of [`Weights`] after `x` and before the bias.
-const INPUTS: usize = 14;
+/// The tensors a layer reads: `x`, the parameters in [`LayerWeights`] order, the score
+/// bias.
+const INPUTS: usize = LAYER_PARAMS + 2;
 
 /// The values of an `f32` ndarray tensor in row-major order (borrowed when contiguous).
 fn values(t: &NdArrayTensor) -> Cow<'_, [f32]> {
@@ -68,31 +69,27 @@ fn tensor(data: Vec<f32>, shape: &[usize]) -> NdArrayTensor {
     NdArrayTensor::from(array)
 }
 
-/// The primitives of one layer call: `x`, the twelve parameters, the score bias.
+/// The primitives of one layer call: `x`, the parameters, the score bias.
 fn primitives<B: burn::tensor::backend::Backend>(
-    layer: &EncoderLayer<B>,
     x: Tensor<B, 2>,
+    weights: LayerTensors<B>,
     bias: Tensor<B, 4>,
 ) -> [B::FloatTensorPrimitive; INPUTS] {
-    let a = &layer.attention;
-    let p1 = |t: Tensor<B, 1>| t.into_primitive().tensor();
-    let p2 = |t: Tensor<B, 2>| t.into_primitive().tensor();
-    [
-        p2(x),
-        p2(a.qkv.weight.val()),
-        p1(a.qkv.bias.val()),
-        p2(a.output.weight.val()),
-        p1(a.output.bias.val()),
-        p1(layer.attention_norm.weight.val()),
-        p1(layer.attention_norm.bias.val()),
-        p2(layer.ffn_in.weight.val()),
-        p1(layer.ffn_in.bias.val()),
-        p2(layer.ffn_out.weight.val()),
-        p1(layer.ffn_out.bias.val()),
-        p1(layer.ffn_norm.weight.val()),
-        p1(layer.ffn_norm.bias.val()),
-        bias.into_primitive().tensor(),
-    ]
+    let mut all = Vec::with_capacity(INPUTS);
+    all.push(x.into_primitive().tensor());
+    all.extend(
+        weights
+            .map(
+                |t| t.into_primitive().tensor(),
+                |t| t.into_primitive().tensor(),
+            )
+            .into_array(),
+    );
+    all.push(bias.into_primitive().tensor());
+    match all.try_into() {
+        Ok(all) => all,
+        Err(_) => unreachable!("x, {LAYER_PARAMS} parameters and the bias"),
+    }
 }
 
 /// What a layer call needs besides its tensors.
@@ -105,21 +102,20 @@ struct Call {
 
 impl Call {
     fn new<B: burn::tensor::backend::Backend>(
-        layer: &EncoderLayer<B>,
-        batch: usize,
-        seq: usize,
+        call: &LayerCall,
+        weights: &LayerTensors<B>,
         dropout: LayerDropout,
     ) -> Self {
-        let [hidden, ffn] = layer.ffn_in.weight.dims();
+        let [hidden, ffn] = weights.ffn_in_w.dims();
         Self {
             dims: Dims {
-                batch,
-                seq,
+                batch: call.batch,
+                seq: call.seq,
                 hidden,
-                heads: layer.attention.num_heads,
+                heads: call.heads,
                 ffn,
             },
-            eps: layer.attention_norm.eps as f32,
+            eps: call.eps as f32,
             dropout,
         }
     }
@@ -130,23 +126,10 @@ impl Call {
         f: impl FnOnce(&[f32], &Weights<'_>, &ScoreBias<'_>) -> R,
     ) -> R {
         let v: Vec<Cow<'_, [f32]>> = inputs.iter().map(values).collect();
-        let weights = Weights {
-            qkv_w: &v[1],
-            qkv_b: &v[2],
-            out_w: &v[3],
-            out_b: &v[4],
-            norm1_g: &v[5],
-            norm1_b: &v[6],
-            ffn_in_w: &v[7],
-            ffn_in_b: &v[8],
-            ffn_out_w: &v[9],
-            ffn_out_b: &v[10],
-            norm2_g: &v[11],
-            norm2_b: &v[12],
-        };
-        let shape = inputs[13].shape();
+        let weights: Weights<'_> = LayerWeights::from_array(std::array::from_fn(|i| &*v[i + 1]));
+        let shape = inputs[INPUTS - 1].shape();
         let bias = ScoreBias {
-            data: &v[13],
+            data: &v[INPUTS - 1],
             dims: [shape[0], shape[1], shape[2]],
         };
         f(&v[0], &weights, &bias)
@@ -164,24 +147,23 @@ impl Call {
 impl Kernels for CpuInner {
     /// Evaluation: the fused forward pass, no dropout.
     fn encoder_layer(
-        layer: &EncoderLayer<Self>,
         x: Tensor<Self, 2>,
-        batch: usize,
-        seq: usize,
+        weights: LayerTensors<Self>,
+        call: &LayerCall,
         bias: Tensor<Self, 4>,
     ) -> Tensor<Self, 2> {
-        let call = Call::new(layer, batch, seq, LayerDropout::default());
-        let (y, _) = call.forward(&primitives(layer, x, bias));
+        let call = Call::new(call, &weights, LayerDropout::default());
+        let (y, _) = call.forward(&primitives(x, weights, bias));
         Tensor::from_primitive(TensorPrimitive::Float(y))
     }
 
-    /// One pass of [`math::adamw`].
+    /// One pass of `math::adamw`.
     fn adamw_update(
         p: Tensor<Self, 1>,
         g: Tensor<Self, 1>,
         m: Tensor<Self, 1>,
         v: Tensor<Self, 1>,
-        update: &crate::optim::adamw::AdamWUpdate,
+        update: &AdamWUpdate,
     ) -> [Tensor<Self, 1>; 3] {
         let n = p.dims()[0];
         // The updated tensors are taken over (no copy when uniquely owned); the
@@ -193,7 +175,7 @@ impl Kernels for CpuInner {
         [p, m, v].map(|x| Tensor::from_primitive(TensorPrimitive::Float(tensor(x, &[n]))))
     }
 
-    /// The fused head of [`vocab::head`].
+    /// The fused head of `vocab::head`.
     fn vocab_head(
         rows: HeadRows<Self>,
         table: Tensor<Self, 2>,
@@ -279,22 +261,9 @@ impl Backward<CpuInner, INPUTS> for LayerBackward {
                 bias_grad,
             )
         });
-        let out = [
-            Some(g.x),
-            Some(g.qkv_w),
-            Some(g.qkv_b),
-            Some(g.out_w),
-            Some(g.out_b),
-            Some(g.norm1_g),
-            Some(g.norm1_b),
-            Some(g.ffn_in_w),
-            Some(g.ffn_in_b),
-            Some(g.ffn_out_w),
-            Some(g.ffn_out_b),
-            Some(g.norm2_g),
-            Some(g.norm2_b),
-            g.bias,
-        ];
+        let out = std::iter::once(Some(g.x))
+            .chain(g.weights.into_array().map(Some))
+            .chain([g.bias]);
         for ((parent, grad), input) in ops.parents.iter().zip(out).zip(inputs.iter()) {
             if let (Some(node), Some(grad)) = (parent, grad) {
                 grads.register::<CpuInner>(node.id, tensor(grad, &input.shape()));
@@ -316,20 +285,19 @@ fn draw_seed(device: &burn_ndarray::NdArrayDevice) -> u64 {
 impl Kernels for CpuBackend {
     /// Training: the fused forward pass, recorded as one autodiff operation.
     fn encoder_layer(
-        layer: &EncoderLayer<Self>,
         x: Tensor<Self, 2>,
-        batch: usize,
-        seq: usize,
+        weights: LayerTensors<Self>,
+        call: &LayerCall,
         bias: Tensor<Self, 4>,
     ) -> Tensor<Self, 2> {
-        let (attention, hidden) = (layer.attention.dropout, layer.dropout);
+        let (attention, hidden) = (call.attention_dropout, call.hidden_dropout);
         let dropout = if attention > 0.0 || hidden > 0.0 {
             LayerDropout::new(attention, hidden, draw_seed(&x.device()))
         } else {
             LayerDropout::default()
         };
-        let call = Call::new(layer, batch, seq, dropout);
-        let inputs = primitives(layer, x, bias);
+        let call = Call::new(call, &weights, dropout);
+        let inputs = primitives(x, weights, bias);
         let nodes = inputs.each_ref().map(|t| t.node.clone());
         let inner = inputs.map(|t| t.primitive);
         let (y, saved) = call.forward(&inner);
@@ -355,7 +323,8 @@ impl Kernels for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::encoder::{EncoderConfig, EncoderLayer};
+    use crate::kernels::reference;
+    use crate::kernels::test_support::{call, random_layer};
     use crate::test_util::rng_lock;
     use burn::tensor::backend::Backend;
     use burn::tensor::{ElementConversion, Tensor, TensorData};
@@ -363,21 +332,12 @@ mod tests {
     const BATCH: usize = 3;
     const SEQ: usize = 5;
     const HEADS: usize = 2;
+    const HIDDEN: usize = 8;
 
-    fn layer<B: Backend>(dropout: f64, device: &B::Device) -> EncoderLayer<B> {
+    /// Weights larger than BERT's 0.02 so that every term matters numerically.
+    fn layer<B: Backend>(device: &B::Device) -> LayerTensors<B> {
         B::seed(device, 11);
-        let config = EncoderConfig {
-            hidden: 8,
-            layers: 1,
-            heads: HEADS,
-            ffn: 12,
-            relative_position: None,
-            layer_norm_eps: 1e-5,
-            dropout,
-            // Larger than BERT's 0.02 so that every term matters numerically.
-            init_std: 0.3,
-        };
-        config.init::<B>(device).layers.remove(0)
+        random_layer(HIDDEN, 12, 0.3, device)
     }
 
     fn random<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
@@ -407,46 +367,51 @@ mod tests {
     }
 
     #[test]
-    fn fused_forward_matches_the_graph() {
+    fn fused_forward_matches_the_reference() {
         let _rng = rng_lock();
         let device = Default::default();
-        let layer = layer::<CpuInner>(0.0, &device);
+        let weights = layer::<CpuInner>(&device);
+        let call = call(BATCH, SEQ, HEADS, 0.0);
         for bias in biases::<CpuInner>(&device) {
-            let x = random::<CpuInner, 2>([BATCH * SEQ, 8], &device);
-            let fused = layer.forward(x.clone(), BATCH, SEQ, bias.clone());
-            let graph = layer.forward_graph(x, BATCH, SEQ, bias);
+            let x = random::<CpuInner, 2>([BATCH * SEQ, HIDDEN], &device);
+            let fused = CpuInner::encoder_layer(x.clone(), weights.clone(), &call, bias.clone());
+            let graph = reference::encoder_layer(x, weights.clone(), &call, bias);
             let diff = max_rel_diff(fused, graph);
             assert!(diff < 1e-5, "relative difference {diff}");
         }
     }
 
     /// The gradients of `Σ y ⊙ r` with respect to every input, by the fused layer and by
-    /// burn's autodiff of the graph.
+    /// burn's autodiff of the reference.
     fn gradients(fused: bool, bias: Tensor<CpuBackend, 4>) -> Vec<Tensor<CpuInner, 1>> {
         let device = Default::default();
-        let layer = layer::<CpuBackend>(0.0, &device);
+        let weights = layer::<CpuBackend>(&device).map(|t| t.require_grad(), |t| t.require_grad());
+        let call = call(BATCH, SEQ, HEADS, 0.0);
         CpuBackend::seed(&device, 5);
-        let x = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device).require_grad();
+        let x = random::<CpuBackend, 2>([BATCH * SEQ, HIDDEN], &device).require_grad();
         let bias = bias.require_grad();
-        let r = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device);
+        let r = random::<CpuBackend, 2>([BATCH * SEQ, HIDDEN], &device);
+        let (w, b) = (weights.clone(), bias.clone());
         let y = if fused {
-            layer.forward(x.clone(), BATCH, SEQ, bias.clone())
+            CpuBackend::encoder_layer(x.clone(), w, &call, b)
         } else {
-            layer.forward_graph(x.clone(), BATCH, SEQ, bias.clone())
+            reference::encoder_layer(x.clone(), w, &call, b)
         };
         let grads = (y * r).sum().backward();
+        let params = weights.map(
+            |t| t.grad(&grads).expect("a gradient").flatten(0, 1),
+            |t| t.grad(&grads).expect("a gradient"),
+        );
         let mut out = vec![
             x.grad(&grads).unwrap().flatten(0, 1),
             bias.grad(&grads).unwrap().flatten(0, 3),
         ];
-        for g in crate::params::gradients(&layer, &grads) {
-            out.push(g.expect("every parameter has a gradient"));
-        }
+        out.extend(params.into_array());
         out
     }
 
     #[test]
-    fn fused_gradients_match_autodiff_of_the_graph() {
+    fn fused_gradients_match_autodiff_of_the_reference() {
         let _rng = rng_lock();
         let device = Default::default();
         for bias in biases::<CpuBackend>(&device) {
@@ -467,14 +432,18 @@ mod tests {
     fn fused_gradients_with_dropout_match_finite_differences() {
         let _rng = rng_lock();
         let device = Default::default();
-        let layer = layer::<CpuBackend>(0.2, &device);
+        let weights = layer::<CpuBackend>(&device);
+        let call = call(BATCH, SEQ, HEADS, 0.2);
         let bias = biases::<CpuBackend>(&device).pop().unwrap();
-        let x = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device);
-        let r = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device);
-        let v = random::<CpuBackend, 2>([BATCH * SEQ, 8], &device);
+        let x = random::<CpuBackend, 2>([BATCH * SEQ, HIDDEN], &device);
+        let r = random::<CpuBackend, 2>([BATCH * SEQ, HIDDEN], &device);
+        let v = random::<CpuBackend, 2>([BATCH * SEQ, HIDDEN], &device);
+        let forward = |x: Tensor<CpuBackend, 2>| {
+            CpuBackend::encoder_layer(x, weights.clone(), &call, bias.clone())
+        };
         let loss = |x: Tensor<CpuBackend, 2>| {
             CpuBackend::seed(&device, 99);
-            (layer.forward(x, BATCH, SEQ, bias.clone()) * r.clone()).sum()
+            (forward(x) * r.clone()).sum()
         };
         let xg = x.clone().require_grad();
         let grads = loss(xg.clone()).backward();
@@ -491,7 +460,7 @@ mod tests {
         );
         // And dropout is really on: another seed gives another output.
         CpuBackend::seed(&device, 98);
-        let other = (layer.forward(xg.clone(), BATCH, SEQ, bias.clone()) * r.clone()).sum();
+        let other = (forward(xg.clone()) * r.clone()).sum();
         assert_ne!(other.into_scalar(), loss(xg).into_scalar());
     }
 
@@ -519,7 +488,7 @@ mod tests {
         let table = random::<CpuInner, 2>([vocab, hidden], &device);
         let bias = random::<CpuInner, 1>([vocab], &device);
         let fused = CpuInner::vocab_head(rows.clone(), table.clone(), bias.clone());
-        let graph = crate::vocab::head_graph(rows, table, bias);
+        let graph = reference::vocab_head(rows, table, bias);
         assert!(max_rel_diff(fused.cross_entropy, graph.cross_entropy) < 1e-5);
         assert!(max_rel_diff(fused.d_x, graph.d_x) < 1e-5);
         assert!(max_rel_diff(fused.d_tokens, graph.d_tokens) < 1e-5);
@@ -550,7 +519,7 @@ mod tests {
         let [p, g, m] = [0, 1, 2].map(|_| random::<CpuInner, 1>([n], &device));
         let v = random::<CpuInner, 1>([n], &device).abs();
         for decay in [1.0, 0.999] {
-            let update = crate::optim::adamw::AdamWUpdate {
+            let update = AdamWUpdate {
                 grad_scale: 0.5,
                 beta1: 0.9,
                 beta2: 0.98,
@@ -562,7 +531,7 @@ mod tests {
             let (a, b, c, d) = args();
             let fused = CpuInner::adamw_update(a, b, c, d, &update);
             let (a, b, c, d) = args();
-            let graph = crate::optim::adamw::update_graph(a, b, c, d, &update);
+            let graph = reference::adamw_update(a, b, c, d, &update);
             for (f, g) in fused.into_iter().zip(graph) {
                 assert!(max_rel_diff(f, g) < 1e-6);
             }
