@@ -77,7 +77,8 @@ pub fn toy_shards(dir: &std::path::Path, docs: usize) -> std::path::PathBuf {
 }
 
 /// Check `value` against the subset of JSON Schema used in `schemas/` (`type`, `const`,
-/// `properties`, `required`, `additionalProperties`, `items`, `minimum`, local `$ref`).
+/// `properties`, `required`, `additionalProperties`, `items`, `minimum`, local `$ref`,
+/// `if`/`then`/`else`, `not`).
 /// Returns the first violation as `path: message`.
 pub fn check_json_schema(
     root: &serde_json::Value,
@@ -94,6 +95,21 @@ pub fn check_json_schema(
             .pointer(pointer)
             .ok_or(format!("{path}: dangling $ref {r}"))?;
         return check_json_schema(root, target, value, path);
+    }
+    if let Some(condition) = schema.get("if") {
+        let branch = if check_json_schema(root, condition, value, path).is_ok() {
+            schema.get("then")
+        } else {
+            schema.get("else")
+        };
+        if let Some(branch) = branch {
+            check_json_schema(root, branch, value, path)?;
+        }
+    }
+    if let Some(forbidden) = schema.get("not")
+        && check_json_schema(root, forbidden, value, path).is_ok()
+    {
+        return Err(format!("{path}: matches {forbidden}, which is not allowed"));
     }
     if let Some(c) = schema.get("const")
         && c != value

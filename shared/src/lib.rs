@@ -21,4 +21,6 @@ pub use batch::{Batch, CropView};
 pub use config::{DataConfig, ModelConfig, Precision, RunConfig, TrainConfig};
 pub use cursor::LoaderCursor;
 pub use error::{Error, Result};
-pub use manifest::{InputFileRecord, Manifest, ShardRecord, SpecialTokens, TokenizerRecord};
+pub use manifest::{
+    InputFileRecord, Manifest, ManifestState, ShardRecord, SpecialTokens, TokenizerRecord,
+};

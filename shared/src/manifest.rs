@@ -2,10 +2,18 @@
 //!
 //! The JSON Schema in `schemas/manifest.schema.json` is the source of truth; a test in
 //! `cocolm-pipeline` checks this code against it.
+//!
+//! In Rust, whether the set is finished is one value, [`ManifestState`]; in the JSON it is
+//! the pair `complete` + `resume` (so files written before the enum existed still read,
+//! and Python sees plain fields). Reading refuses a pair that disagrees, and any content
+//! that code would index out of range ([`Manifest::validate`]), with an
+//! [`Error::Invalid`] naming the file and the field.
 
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 /// Value of [`Manifest::format`].
@@ -16,8 +24,10 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// The manifest of a shard directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Serialised as the JSON object of `schemas/manifest.schema.json`; deserialising checks
+/// it as [`Manifest::validate`] does.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     /// Always [`FORMAT_NAME`].
     pub format: String,
@@ -25,9 +35,9 @@ pub struct Manifest {
     pub format_version: u32,
     /// Program and version that wrote it.
     pub created_by: String,
-    /// `true` once every input is consumed; while `false`, [`Manifest::resume`] says
-    /// where an interrupted `prepare` continues.
-    pub complete: bool,
+    /// Finished, or where an interrupted `prepare` continues (`complete` and `resume`
+    /// in the JSON).
+    pub state: ManifestState,
     /// Tokens per example, `[CLS]` and final `[SEP]` included (the last example of the
     /// set may be shorter).
     pub seq_len: usize,
@@ -41,9 +51,32 @@ pub struct Manifest {
     pub inputs: Vec<InputFileRecord>,
     /// Totals over the shards and inputs.
     pub totals: Totals,
-    /// Where an interrupted run continues; absent when `complete`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resume: Option<ResumePoint>,
+}
+
+/// How far the `prepare` that wrote a manifest got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestState {
+    /// Every input is consumed; the shard set can be read (`"complete": true`, no
+    /// `resume`).
+    Complete,
+    /// Interrupted; `prepare` continues from this point (`"complete": false` and
+    /// `resume`).
+    Partial(ResumePoint),
+}
+
+impl ManifestState {
+    /// Whether every input is consumed.
+    pub fn is_complete(&self) -> bool {
+        matches!(self, ManifestState::Complete)
+    }
+
+    /// Where `prepare` continues; `None` when complete.
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        match self {
+            ManifestState::Complete => None,
+            ManifestState::Partial(resume) => Some(*resume),
+        }
+    }
 }
 
 /// The tokenizer a shard set was made with.
@@ -184,16 +217,145 @@ pub struct ResumePoint {
     pub global_document: u64,
 }
 
+impl ResumePoint {
+    /// The start of the first input: where a fresh job begins.
+    pub const START: ResumePoint = ResumePoint {
+        input: 0,
+        document: 0,
+        token_offset: 0,
+        global_document: 0,
+    };
+}
+
+/// The manifest as it is laid out in JSON: `complete` and `resume` as two fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestJson {
+    format: String,
+    format_version: u32,
+    created_by: String,
+    complete: bool,
+    seq_len: usize,
+    tokenizer: TokenizerRecord,
+    options: PrepareOptionsRecord,
+    shards: Vec<ShardRecord>,
+    inputs: Vec<InputFileRecord>,
+    totals: Totals,
+    #[serde(default)]
+    resume: Option<ResumePoint>,
+}
+
+/// A field of a manifest that breaks a rule, before a path is known.
+#[derive(Debug)]
+struct InvalidField {
+    field: String,
+    message: String,
+}
+
+impl InvalidField {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        InvalidField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn at(self, path: &Path) -> Error {
+        Error::Invalid {
+            path: path.to_path_buf(),
+            field: self.field,
+            message: self.message,
+        }
+    }
+}
+
+impl fmt::Display for InvalidField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.field, self.message)
+    }
+}
+
+impl ManifestJson {
+    /// The state from `complete` + `resume`, then the checks of [`Manifest::validate`].
+    fn into_manifest(self) -> std::result::Result<Manifest, InvalidField> {
+        let state = match (self.complete, self.resume) {
+            (true, None) => ManifestState::Complete,
+            (false, Some(resume)) => ManifestState::Partial(resume),
+            (true, Some(_)) => {
+                return Err(InvalidField::new(
+                    "resume",
+                    "present in a complete manifest (\"complete\": true has no resume point)",
+                ));
+            }
+            (false, None) => {
+                return Err(InvalidField::new(
+                    "resume",
+                    "missing from an incomplete manifest (\"complete\": false needs the point where prepare continues)",
+                ));
+            }
+        };
+        let manifest = Manifest {
+            format: self.format,
+            format_version: self.format_version,
+            created_by: self.created_by,
+            state,
+            seq_len: self.seq_len,
+            tokenizer: self.tokenizer,
+            options: self.options,
+            shards: self.shards,
+            inputs: self.inputs,
+            totals: self.totals,
+        };
+        manifest.check()?;
+        Ok(manifest)
+    }
+}
+
+impl Serialize for Manifest {
+    /// The layout of `schemas/manifest.schema.json`, fields in its order; `resume` only
+    /// when partial.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let resume = self.state.resume_point();
+        let mut m = serializer.serialize_struct("Manifest", 10 + usize::from(resume.is_some()))?;
+        m.serialize_field("format", &self.format)?;
+        m.serialize_field("format_version", &self.format_version)?;
+        m.serialize_field("created_by", &self.created_by)?;
+        m.serialize_field("complete", &self.state.is_complete())?;
+        m.serialize_field("seq_len", &self.seq_len)?;
+        m.serialize_field("tokenizer", &self.tokenizer)?;
+        m.serialize_field("options", &self.options)?;
+        m.serialize_field("shards", &self.shards)?;
+        m.serialize_field("inputs", &self.inputs)?;
+        m.serialize_field("totals", &self.totals)?;
+        match &resume {
+            Some(resume) => m.serialize_field("resume", resume)?,
+            None => m.skip_field("resume")?,
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Manifest {
+    /// Refuses an inconsistent `complete`/`resume` pair and what [`Manifest::validate`]
+    /// refuses, naming the field.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        ManifestJson::deserialize(deserializer)?
+            .into_manifest()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl Manifest {
     /// Read `manifest.json` from a shard directory.
     pub fn read_dir(dir: &Path) -> Result<Self> {
         Self::read(&dir.join(MANIFEST_FILE))
     }
 
-    /// Read and check a manifest file.
+    /// Read and check a manifest file: its format and version, then its consistency
+    /// (see [`Manifest::validate`]).
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
+        let m: ManifestJson = serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -214,7 +376,56 @@ impl Manifest {
                 ),
             });
         }
-        Ok(m)
+        m.into_manifest().map_err(|e| e.at(path))
+    }
+
+    /// Check what code relies on: a partial manifest resumes inside its inputs, and every
+    /// shard lists one offset per record batch and as many rows as its batches hold. The
+    /// error names `path` and the field (`resume.input`, `shards[3].batch_offsets`).
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        self.check().map_err(|e| e.at(path))
+    }
+
+    fn check(&self) -> std::result::Result<(), InvalidField> {
+        if let ManifestState::Partial(resume) = &self.state
+            && resume.input >= self.inputs.len() as u64
+        {
+            return Err(InvalidField::new(
+                "resume.input",
+                format!(
+                    "{} is not the index of one of the {} inputs",
+                    resume.input,
+                    self.inputs.len()
+                ),
+            ));
+        }
+        for (i, shard) in self.shards.iter().enumerate() {
+            if shard.batch_offsets.len() != shard.batch_rows.len() {
+                return Err(InvalidField::new(
+                    format!("shards[{i}].batch_offsets"),
+                    format!(
+                        "{} offsets for the {} record batches of batch_rows",
+                        shard.batch_offsets.len(),
+                        shard.batch_rows.len()
+                    ),
+                ));
+            }
+            let sum = shard
+                .batch_rows
+                .iter()
+                .try_fold(0u64, |a, &r| a.checked_add(r));
+            if sum != Some(shard.rows) {
+                return Err(InvalidField::new(
+                    format!("shards[{i}].rows"),
+                    format!(
+                        "{}, but its batch_rows add up to {}",
+                        shard.rows,
+                        sum.map_or("more than 2^64".into(), |s| s.to_string())
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Write atomically: to `manifest.json.tmp`, fsync, then rename over `manifest.json`.
@@ -254,4 +465,224 @@ pub fn sync_parent(path: &Path) -> Result<()> {
         d.sync_all().map_err(|e| Error::io(dir, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partial manifest as `prepare` writes it, in the JSON layout of format version 1
+    /// (unchanged since before [`ManifestState`]).
+    const PARTIAL: &str = r#"{
+  "format": "cocolm-shards",
+  "format_version": 1,
+  "created_by": "cocolm 0.1.0",
+  "complete": false,
+  "seq_len": 16,
+  "tokenizer": {
+    "file": "toy",
+    "sha256": "toy",
+    "vocab_size": 205,
+    "special_tokens": {"pad": 0, "cls": 1, "sep": 2, "mask": 3, "unk": 4},
+    "added_special_tokens": []
+  },
+  "options": {
+    "text_field": "text",
+    "split_blank_lines": false,
+    "max_doc_bytes": 16777216,
+    "rows_per_shard": 40,
+    "rows_per_batch": 8
+  },
+  "shards": [
+    {
+      "file": "shard-00000.arrow",
+      "rows": 40,
+      "tokens": 600,
+      "bytes": 9000,
+      "sha256": "ab",
+      "batch_offsets": [200, 1900, 3600, 5300, 7000],
+      "batch_rows": [8, 8, 8, 8, 8]
+    }
+  ],
+  "inputs": [
+    {
+      "path": "in/a.txt",
+      "bytes": 500,
+      "documents_read": 12,
+      "documents_accepted": 12,
+      "documents_rejected": 0,
+      "tokens": 580,
+      "rejections": {},
+      "rejection_examples": []
+    },
+    {
+      "path": "in/b.txt",
+      "bytes": 300,
+      "documents_read": 0,
+      "documents_accepted": 0,
+      "documents_rejected": 0,
+      "tokens": 0,
+      "rejections": {},
+      "rejection_examples": []
+    }
+  ],
+  "totals": {
+    "examples": 40,
+    "tokens": 600,
+    "documents_read": 12,
+    "documents_accepted": 12,
+    "documents_rejected": 0
+  },
+  "resume": {"input": 1, "document": 0, "token_offset": 7, "global_document": 12}
+}"#;
+
+    fn json(edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(PARTIAL).unwrap();
+        edit(&mut v);
+        v
+    }
+
+    fn partial() -> Manifest {
+        serde_json::from_str(PARTIAL).unwrap()
+    }
+
+    /// Write `value` as a manifest file, read it back, and return the error's field and
+    /// message (the path must be the file's).
+    fn read_error(value: &serde_json::Value) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MANIFEST_FILE);
+        std::fs::write(&path, serde_json::to_vec(value).unwrap()).unwrap();
+        match Manifest::read(&path).unwrap_err() {
+            Error::Invalid {
+                path: p,
+                field,
+                message,
+            } => {
+                assert_eq!(p, path);
+                (field, message)
+            }
+            other => panic!("not an Invalid error: {other}"),
+        }
+    }
+
+    #[test]
+    fn files_of_the_existing_layout_read() {
+        let m = partial();
+        assert_eq!(
+            m.state,
+            ManifestState::Partial(ResumePoint {
+                input: 1,
+                document: 0,
+                token_offset: 7,
+                global_document: 12
+            })
+        );
+        let complete = json(|v| {
+            v["complete"] = true.into();
+            v.as_object_mut().unwrap().remove("resume");
+        });
+        let m: Manifest = serde_json::from_value(complete).unwrap();
+        assert_eq!(m.state, ManifestState::Complete);
+    }
+
+    #[test]
+    fn serde_round_trip_keeps_the_json_layout() {
+        let partial_json: serde_json::Value = serde_json::from_str(PARTIAL).unwrap();
+        let mut m = partial();
+        assert_eq!(serde_json::to_value(&m).unwrap(), partial_json);
+        let back: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+
+        m.state = ManifestState::Complete;
+        let value = serde_json::to_value(&m).unwrap();
+        assert_eq!(value["complete"], true);
+        assert!(value.get("resume").is_none(), "{value}");
+        let back: Manifest = serde_json::from_value(value).unwrap();
+        assert_eq!(back, m);
+
+        // Field order is the schema's, as before the state enum.
+        let text = serde_json::to_string(&partial()).unwrap();
+        let keys: Vec<usize> = [
+            "\"format\"",
+            "\"created_by\"",
+            "\"complete\"",
+            "\"seq_len\"",
+            "\"totals\"",
+            "\"resume\"",
+        ]
+        .iter()
+        .map(|k| text.find(k).unwrap())
+        .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn written_manifest_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = partial();
+        m.write_dir(dir.path()).unwrap();
+        assert_eq!(Manifest::read_dir(dir.path()).unwrap(), m);
+    }
+
+    #[test]
+    fn complete_with_a_resume_point_is_refused() {
+        let (field, message) = read_error(&json(|v| v["complete"] = true.into()));
+        assert_eq!(field, "resume");
+        assert!(message.contains("complete"), "{message}");
+    }
+
+    #[test]
+    fn partial_without_a_resume_point_is_refused() {
+        let (field, message) = read_error(&json(|v| {
+            v.as_object_mut().unwrap().remove("resume");
+        }));
+        assert_eq!(field, "resume");
+        assert!(message.contains("missing"), "{message}");
+    }
+
+    #[test]
+    fn resume_point_beyond_the_inputs_is_refused() {
+        let (field, message) = read_error(&json(|v| v["resume"]["input"] = 2.into()));
+        assert_eq!(field, "resume.input");
+        assert!(
+            message.contains("2 is not the index of one of the 2 inputs"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn inconsistent_shard_records_are_refused() {
+        let (field, message) = read_error(&json(|v| {
+            v["shards"][0]["batch_offsets"] = serde_json::json!([200, 1900]);
+        }));
+        assert_eq!(field, "shards[0].batch_offsets");
+        assert!(
+            message.contains("2 offsets for the 5 record batches"),
+            "{message}"
+        );
+
+        let (field, message) = read_error(&json(|v| v["shards"][0]["rows"] = 41.into()));
+        assert_eq!(field, "shards[0].rows");
+        assert!(message.contains("add up to 40"), "{message}");
+    }
+
+    #[test]
+    fn plain_deserialisation_names_the_field_too() {
+        let err = serde_json::from_value::<Manifest>(json(|v| v["resume"]["input"] = 9.into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid resume.input"), "{err}");
+    }
+
+    #[test]
+    fn validate_checks_manifests_built_in_code() {
+        let mut m = partial();
+        m.validate(Path::new("m.json")).unwrap();
+        m.state = ManifestState::Partial(ResumePoint {
+            input: 5,
+            ..ResumePoint::START
+        });
+        let err = m.validate(Path::new("m.json")).unwrap_err().to_string();
+        assert!(err.starts_with("m.json: invalid resume.input"), "{err}");
+    }
 }

@@ -22,7 +22,7 @@ use accounting::Accounting;
 use cocolm_shared::manifest::{
     FORMAT_NAME, FORMAT_VERSION, PrepareOptionsRecord, ResumePoint, Totals,
 };
-use cocolm_shared::{Manifest, TokenizerRecord};
+use cocolm_shared::{Manifest, ManifestState, TokenizerRecord};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -203,7 +203,7 @@ pub fn prepare(
         &record,
         &inputs,
     )?;
-    let (mut manifest, resumed) = match plan {
+    let (mut manifest, resume, resumed) = match plan {
         output::Plan::Complete(manifest) => {
             return Ok(PrepareReport {
                 manifest,
@@ -214,37 +214,31 @@ pub fn prepare(
                 timings: Timings::default(),
             });
         }
-        output::Plan::Resume(manifest) => (manifest, true),
+        output::Plan::Resume { manifest, resume } => (manifest, resume, true),
         output::Plan::Fresh => {
             let manifest = Manifest {
                 format: FORMAT_NAME.into(),
                 format_version: FORMAT_VERSION,
                 created_by: concat!("cocolm ", env!("CARGO_PKG_VERSION")).into(),
-                complete: false,
+                state: ManifestState::Partial(ResumePoint::START),
                 seq_len: options.seq_len,
                 tokenizer: tokenizer.record.clone(),
                 options: record.clone(),
                 shards: Vec::new(),
                 inputs,
                 totals: Totals::default(),
-                resume: Some(ResumePoint {
-                    input: 0,
-                    document: 0,
-                    token_offset: 0,
-                    global_document: 0,
-                }),
             };
             output::write_tokenizer(&options.out, &tokenizer.json)?;
             manifest.write_dir(&options.out)?;
-            (manifest, false)
+            (manifest, ResumePoint::START, false)
         }
     };
-    let resume = manifest
-        .resume
-        .expect("an incomplete manifest has a resume point");
     let stats = Arc::new(ReadStats::default());
-    let bytes_total: u64 = manifest.inputs[resume.input as usize..]
+    // `resume.input` is below `inputs.len()` in a manifest that was read (checked there).
+    let bytes_total: u64 = manifest
+        .inputs
         .iter()
+        .skip(resume.input as usize)
         .map(|i| i.bytes)
         .sum();
     let mut job = Job {
@@ -446,7 +440,7 @@ impl Job<'_> {
                                 tokens += example.ids.len() as u64;
                                 if let Some(shard) = completed {
                                     manifest.shards.push(shard);
-                                    manifest.resume = Some(ResumePoint {
+                                    manifest.state = ManifestState::Partial(ResumePoint {
                                         input: item.input as u64,
                                         document: item.ordinal,
                                         token_offset: example.consumed,
@@ -488,8 +482,7 @@ impl Job<'_> {
         if let Some(shard) = writer.finish()? {
             manifest.shards.push(shard);
         }
-        manifest.resume = None;
-        manifest.complete = true;
+        manifest.state = ManifestState::Complete;
         accounting.write_into(manifest);
         manifest.write_dir(&self.options.out)?;
         timings.write_ns += w.elapsed().as_nanos() as u64;

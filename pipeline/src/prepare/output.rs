@@ -10,8 +10,8 @@
 //!   deletes what it did not write.
 
 use crate::{Error, Result};
-use cocolm_shared::manifest::{MANIFEST_FILE, PrepareOptionsRecord, write_atomic};
-use cocolm_shared::{InputFileRecord, Manifest, TokenizerRecord};
+use cocolm_shared::manifest::{MANIFEST_FILE, PrepareOptionsRecord, ResumePoint, write_atomic};
+use cocolm_shared::{InputFileRecord, Manifest, ManifestState, TokenizerRecord};
 use std::path::Path;
 
 /// File name of the tokenizer copy beside the shards.
@@ -22,8 +22,13 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub enum Plan {
     /// Start from nothing.
     Fresh,
-    /// Continue the job of this manifest.
-    Resume(Manifest),
+    /// Continue the job of this (partial) manifest from its resume point.
+    Resume {
+        /// The manifest so far.
+        manifest: Manifest,
+        /// Its resume point: the first token not yet in a shard.
+        resume: ResumePoint,
+    },
     /// The job is already done.
     Complete(Manifest),
 }
@@ -79,16 +84,17 @@ pub fn plan(
             ),
         });
     }
-    if manifest.complete {
-        return Ok(Plan::Complete(manifest));
-    }
+    let resume = match manifest.state {
+        ManifestState::Complete => return Ok(Plan::Complete(manifest)),
+        ManifestState::Partial(resume) => resume,
+    };
     let listed: Vec<&str> = manifest.shards.iter().map(|s| s.file.as_str()).collect();
     let stale: Vec<String> = names
         .into_iter()
         .filter(|n| is_ours(n) && n != TOKENIZER_FILE && !listed.contains(&n.as_str()))
         .collect();
     remove(out, &stale)?;
-    Ok(Plan::Resume(manifest))
+    Ok(Plan::Resume { manifest, resume })
 }
 
 /// Write the tokenizer copy atomically.

@@ -72,7 +72,7 @@ fn shards_hold_the_documents_in_order() {
     let out = dir.path().join("out");
     let report = run(&options(&input, &out, 3), toy(None)).unwrap();
     let m = &report.manifest;
-    assert!(m.complete && m.resume.is_none());
+    assert_eq!(m.state, ManifestState::Complete);
     assert!(m.shards.len() >= 3, "{} shards", m.shards.len());
 
     // Expected stream: every accepted document, in discovery order, separated by [SEP].
@@ -166,7 +166,7 @@ fn interrupted_job_resumes_to_identical_output() {
         let err = run(&options(&input, &out, 2), toy(Some(crash_after))).unwrap_err();
         assert!(err.to_string().contains("simulated crash"), "{err}");
         let partial = Manifest::read_dir(&out).unwrap();
-        assert!(!partial.complete);
+        assert!(matches!(partial.state, ManifestState::Partial(_)));
         // Debris a kill -9 could leave: a half-written shard and manifest.
         std::fs::write(out.join("shard-00099.arrow.tmp"), b"partial").unwrap();
         std::fs::write(out.join("manifest.json.tmp"), b"{").unwrap();
@@ -234,6 +234,62 @@ fn manifest_follows_the_json_schema() {
     bad["shards"][0]["extra"] = serde_json::json!(1);
     let err = crate::testutil::check_json_schema(&schema, &schema, &bad, "manifest").unwrap_err();
     assert!(err.contains("manifest.shards[0].extra"), "{err}");
+}
+
+/// `complete` and `resume` go together: the schema and the code accept the same pairs.
+#[test]
+fn schema_and_code_agree_on_complete_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = dir.path().join("out");
+    let schema = crate::testutil::repo_schema("manifest.schema.json");
+    run(&options(&input, &out, 2), toy(Some(60))).unwrap_err();
+    let partial: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let resume = partial["resume"].clone();
+    for complete in [false, true] {
+        for with_resume in [false, true] {
+            let mut m = partial.clone();
+            m["complete"] = complete.into();
+            let object = m.as_object_mut().unwrap();
+            if with_resume {
+                object.insert("resume".into(), resume.clone());
+            } else {
+                object.remove("resume");
+            }
+            let by_schema = crate::testutil::check_json_schema(&schema, &schema, &m, "manifest");
+            let by_code = serde_json::from_value::<Manifest>(m);
+            assert_eq!(
+                by_schema.is_ok(),
+                by_code.is_ok(),
+                "complete {complete}, resume {with_resume}: {by_schema:?} {by_code:?}"
+            );
+            assert_eq!(by_code.is_ok(), complete != with_resume);
+        }
+    }
+}
+
+/// A damaged manifest in `--out` is an error naming the file and the field, not a panic.
+#[test]
+fn damaged_manifest_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let out = dir.path().join("out");
+    run(&options(&input, &out, 2), toy(Some(60))).unwrap_err();
+    let path = out.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let inputs = m["inputs"].as_array().unwrap().len();
+    m["resume"]["input"] = (inputs + 3).into();
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let err = run(&options(&input, &out, 2), toy(None)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Shared(cocolm_shared::Error::Invalid { path: p, field, .. })
+                if *p == path && field == "resume.input"
+        ),
+        "{err}"
+    );
 }
 
 /// Regression: when the final, shorter example completes a shard, that shard is listed.

@@ -54,7 +54,7 @@ impl ShardSet {
     /// An incomplete set (an interrupted `prepare`) is refused.
     pub fn open(dir: &Path, verify: Verify) -> Result<Self> {
         let manifest = Manifest::read_dir(dir)?;
-        if !manifest.complete {
+        if !manifest.state.is_complete() {
             return Err(Error::Output {
                 path: dir.to_path_buf(),
                 message: "the shard set is incomplete (an interrupted prepare); run `cocolm prepare` again with the same arguments to finish it".into(),
