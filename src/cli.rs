@@ -35,6 +35,17 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+impl Command {
+    /// Whether the command trains a model on the CPU (and wants the allocator tuned for
+    /// it, [`cocolm_trainer::backend::tune_allocator`]).
+    pub fn trains(&self) -> bool {
+        matches!(
+            self,
+            Command::Train(_) | Command::Demo(_) | Command::Bench(BenchCommand::Train(_))
+        )
+    }
+}
+
 /// Tokenizer subcommands.
 #[derive(Debug, Subcommand)]
 pub enum TokenizerCommand {

@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod memory;
 mod plot;
 mod progress;
 
@@ -12,6 +13,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    if args.command.trains() {
+        // SAFETY: called once, first thing in `main`, before any thread exists; the
+        // process-wide setting is what training on the CPU wants (freed tensor buffers
+        // stay in the heap for the next step).
+        unsafe { cocolm_trainer::backend::tune_allocator() };
+    }
     match commands::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -10,24 +10,10 @@ use cocolm_shared::LoaderCursor;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Resident memory of this process in bytes (Linux; 0 elsewhere): the total, its peak,
-/// and the anonymous part (heap and stacks; the rest is mapped files, i.e. page cache).
-pub fn memory() -> (u64, u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
-}
-
 /// `cocolm bench loader DIR`.
 pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     let set = ShardSet::open(&args.dir, Verify::Structure)?;
-    let (rss_open, _, anon_open) = memory();
+    let (rss_open, _, anon_open) = crate::memory::resident();
     let seq_len = set.manifest().seq_len;
     let batches = args
         .batches
@@ -52,7 +38,7 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     let loader_s = start.elapsed().as_secs_f64();
     let metrics = loader.metrics();
     drop(loader);
-    let (rss_after, rss_peak, anon_after) = memory();
+    let (rss_after, rss_peak, anon_after) = crate::memory::resident();
 
     // Physical reference: copy the same number of examples, in storage order, into a
     // reused padded buffer.
@@ -222,7 +208,6 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
 /// `cocolm bench train`: full COCO-LM steps (generator, sampling, corrector, backward,
 /// AdamW) on synthetic batches.
 pub fn train(args: &BenchTrainArgs) -> Result<()> {
-    cocolm_trainer::backend::tune_allocator();
     let mut config = cocolm_shared::RunConfig::from_toml_file_with(&args.config, &args.overrides)?;
     if config.model.vocab_size == 0 {
         config.model.vocab_size = args.vocab_size;

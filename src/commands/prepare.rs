@@ -130,7 +130,7 @@ fn print_summary(args: &PrepareArgs, report: &PrepareReport) {
             ms(tm.write_ns),
             ms(tm.wait_ns)
         );
-        let (_, peak, _) = super::bench::memory();
+        let (_, peak, _) = crate::memory::resident();
         println!("peak memory (RSS) {}", bytes(peak as f64));
     }
 }

@@ -54,7 +54,6 @@ pub fn run(args: &TrainArgs) -> Result<RunSummary> {
 
 /// Run (or resume) training as planned, with a progress bar; writes `loss.svg` at the end.
 pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
-    cocolm_trainer::backend::tune_allocator();
     let set = ShardSet::open(
         plan.data,
         if plan.verify {
