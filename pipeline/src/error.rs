@@ -1,5 +1,7 @@
 //! The one error type of the pipeline crate.
 
+use datafusion::error::DataFusionError;
+use std::fmt;
 use std::path::PathBuf;
 
 /// Result alias for this crate.
@@ -27,10 +29,13 @@ pub enum Error {
         message: String,
     },
     /// A shard file is missing, truncated, corrupted or inconsistent with the manifest.
-    #[error("{path}: corrupt shard: {message}")]
+    #[error("{path}: corrupt shard{}: {message}", AtByte(*.offset))]
     Shard {
         /// The shard file.
         path: PathBuf,
+        /// Byte offset in the file of the message that failed to decode, or of the record
+        /// batch holding the bad data; `None` for whole-file faults (size, checksum).
+        offset: Option<u64>,
         /// What was found.
         message: String,
     },
@@ -61,12 +66,56 @@ pub enum Error {
         /// Where and why.
         detail: String,
     },
-    /// A SQL query over the shards failed.
-    #[error("sql: {0}")]
-    Sql(String),
-    /// A loader worker failed or the loader was configured inconsistently.
-    #[error("loader: {0}")]
-    Loader(String),
+    /// A SQL statement over the shards failed to plan or run, or its result could not
+    /// be read.
+    #[error("sql: {source}")]
+    Sql {
+        /// The statement.
+        query: String,
+        /// What DataFusion (or Arrow, wrapped by it) said.
+        source: Box<DataFusionError>,
+    },
+    /// A table for SQL (`examples`, `shards`, `inputs`) could not be built or registered.
+    #[error("sql: building table {table}: {source}")]
+    SqlTable {
+        /// The table.
+        table: &'static str,
+        /// What DataFusion (or Arrow, wrapped by it) said.
+        source: Box<DataFusionError>,
+    },
+    /// The runtime that runs SQL queries could not start.
+    #[error("sql: starting the query runtime: {source}")]
+    SqlRuntime {
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The loader was asked for something its shard set cannot give.
+    #[error("loader: {field}: {message}")]
+    LoaderConfig {
+        /// The offending option (`rank`, `batch_size`, `world`, `cursor.position`).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The loader delivered an error before and delivers nothing more.
+    #[error("loader: stopped after an earlier error")]
+    LoaderStopped,
+    /// A worker thread (prepare's reader or tokenizers, the loader's workers) panicked.
+    #[error("thread {thread} panicked: {message}")]
+    WorkerPanicked {
+        /// The thread's name, which names its stage (`cocolm-read`, `cocolm-encode-2`,
+        /// `cocolm-loader-0`).
+        thread: String,
+        /// The panic message (`<non-string panic payload>` when it was not a string).
+        message: String,
+    },
+    /// Worker threads ended without delivering every result and without an error (a bug
+    /// in cocolm, not a problem with the data).
+    #[error("{stage}: worker threads ended before delivering every result")]
+    WorkersEnded {
+        /// The stage (`prepare`, `loader`).
+        stage: &'static str,
+    },
     /// A shared type (manifest, config) could not be read or written.
     #[error(transparent)]
     Shared(#[from] cocolm_shared::Error),
@@ -81,11 +130,39 @@ impl Error {
         }
     }
 
-    /// An [`Error::Shard`] for `path`.
+    /// An [`Error::Shard`] for the whole of `path` (no offset).
     pub fn shard(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Shard {
             path: path.into(),
+            offset: None,
             message: message.into(),
+        }
+    }
+
+    /// An [`Error::Shard`] at byte `offset` of `path`.
+    pub fn shard_at(path: impl Into<PathBuf>, offset: u64, message: impl Into<String>) -> Self {
+        Error::Shard {
+            path: path.into(),
+            offset: Some(offset),
+            message: message.into(),
+        }
+    }
+
+    /// A closure that turns a DataFusion or Arrow error of `query` into [`Error::Sql`],
+    /// for `map_err`.
+    pub fn sql<E: Into<DataFusionError>>(query: &str) -> impl FnOnce(E) -> Self + '_ {
+        move |e| Error::Sql {
+            query: query.to_string(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    /// A closure that turns a DataFusion or Arrow error while building `table` into
+    /// [`Error::SqlTable`], for `map_err`.
+    pub fn sql_table<E: Into<DataFusionError>>(table: &'static str) -> impl FnOnce(E) -> Self {
+        move |e| Error::SqlTable {
+            table,
+            source: Box::new(e.into()),
         }
     }
 
@@ -94,6 +171,18 @@ impl Error {
         Error::Format {
             path: path.into(),
             message: message.to_string(),
+        }
+    }
+}
+
+/// ` at byte N` when the offset is known, else nothing.
+struct AtByte(Option<u64>);
+
+impl fmt::Display for AtByte {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(offset) => write!(f, " at byte {offset}"),
+            None => Ok(()),
         }
     }
 }

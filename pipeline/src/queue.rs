@@ -116,9 +116,7 @@ impl<T: Send + 'static> OrderedPool<T> {
     /// The next item in order. After an error, every later call fails too.
     pub fn next_item(&mut self) -> Result<T> {
         if self.failed {
-            return Err(Error::Loader(
-                "the loader stopped after an earlier error".into(),
-            ));
+            return Err(Error::LoaderStopped);
         }
         let depth: usize = self.queues.iter().map(|q| q.len()).sum();
         self.depth_sum += depth as u64;
@@ -128,11 +126,7 @@ impl<T: Send + 'static> OrderedPool<T> {
         let received = queue.recv();
         self.consumer_wait_ns += start.elapsed().as_nanos() as u64;
         self.next += 1;
-        let item = received.unwrap_or_else(|_| {
-            Err(Error::Loader(
-                "a loader worker stopped unexpectedly (panicked?)".into(),
-            ))
-        });
+        let item = received.unwrap_or(Err(Error::WorkersEnded { stage: "loader" }));
         self.failed = item.is_err();
         item
     }
@@ -216,7 +210,7 @@ mod tests {
     fn worker_error_reaches_the_consumer_in_order() {
         let mut pool = OrderedPool::start(3, 6, |k, _| {
             if k == 5 {
-                Err(Error::Loader(format!("bad item {k}")))
+                Err(Error::shard(format!("shard-{k}"), format!("bad item {k}")))
             } else {
                 Ok(k)
             }
@@ -230,7 +224,7 @@ mod tests {
                 .to_string()
                 .contains("bad item 5")
         );
-        assert!(pool.next_item().is_err());
+        assert!(matches!(pool.next_item(), Err(Error::LoaderStopped)));
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl Sql {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
             .build()
-            .map_err(|e| Error::Sql(format!("starting the query runtime: {e}")))?;
+            .map_err(|source| Error::SqlRuntime { source })?;
         let ctx = SessionContext::new();
         register(&ctx, "examples", examples_batches(set)?)?;
         register(&ctx, "shards", vec![shards_batch(set)?])?;
@@ -42,12 +42,8 @@ impl Sql {
     /// Run one statement and collect its result.
     pub fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         self.runtime.block_on(async {
-            let df = self
-                .ctx
-                .sql(sql)
-                .await
-                .map_err(|e| Error::Sql(e.to_string()))?;
-            df.collect().await.map_err(|e| Error::Sql(e.to_string()))
+            let df = self.ctx.sql(sql).await.map_err(Error::sql(sql))?;
+            df.collect().await.map_err(Error::sql(sql))
         })
     }
 
@@ -59,7 +55,7 @@ impl Sql {
         for batch in batches {
             for (c, column) in out.iter_mut().enumerate() {
                 let col = arrow::compute::cast(batch.column(c), &DataType::UInt64)
-                    .map_err(|e| Error::Sql(e.to_string()))?;
+                    .map_err(Error::sql(sql))?;
                 column.extend(
                     col.as_primitive::<UInt64Type>()
                         .iter()
@@ -71,7 +67,7 @@ impl Sql {
     }
 }
 
-fn register(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
+fn register(ctx: &SessionContext, name: &'static str, batches: Vec<RecordBatch>) -> Result<()> {
     let schema = batches[0].schema();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut partitions = vec![Vec::new(); workers.min(batches.len()).max(1)];
@@ -79,9 +75,9 @@ fn register(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>) -> Resu
     for (i, b) in batches.into_iter().enumerate() {
         partitions[i % n].push(b);
     }
-    let table = MemTable::try_new(schema, partitions).map_err(|e| Error::Sql(e.to_string()))?;
+    let table = MemTable::try_new(schema, partitions).map_err(Error::sql_table(name))?;
     ctx.register_table(name, Arc::new(table))
-        .map_err(|e| Error::Sql(e.to_string()))?;
+        .map_err(Error::sql_table(name))?;
     Ok(())
 }
 
@@ -117,7 +113,7 @@ fn examples_batches(set: &ShardSet) -> Result<Vec<RecordBatch>> {
                     batch.column(1).clone(),
                 ],
             )
-            .map_err(|e| Error::Sql(e.to_string()))?,
+            .map_err(Error::sql_table("examples"))?,
         );
     }
     if out.is_empty() {
@@ -145,7 +141,7 @@ fn shards_batch(set: &ShardSet) -> Result<RecordBatch> {
         ("tokens", u64s(|s| s.tokens)),
         ("bytes", u64s(|s| s.bytes)),
     ])
-    .map_err(|e| Error::Sql(e.to_string()))
+    .map_err(Error::sql_table("shards"))
 }
 
 fn inputs_batch(set: &ShardSet) -> Result<RecordBatch> {
@@ -169,7 +165,7 @@ fn inputs_batch(set: &ShardSet) -> Result<RecordBatch> {
         ("documents_rejected", u64s(|s| s.documents_rejected)),
         ("tokens", u64s(|s| s.tokens)),
     ])
-    .map_err(|e| Error::Sql(e.to_string()))
+    .map_err(Error::sql_table("inputs"))
 }
 
 /// The default report of `cocolm stats`.
@@ -294,6 +290,7 @@ mod tests {
     use super::*;
     use crate::shard::reader::Verify;
     use crate::testutil::toy_shards;
+    use datafusion::error::DataFusionError;
 
     #[test]
     fn report_matches_the_shards() {
@@ -333,10 +330,17 @@ mod tests {
             .columns_u64("SELECT SUM(documents_accepted) FROM inputs")
             .unwrap();
         assert_eq!(docs, [[30]]);
-        let err = sql
-            .query("SELECT nope FROM examples")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("nope"), "{err}");
+        let err = sql.query("SELECT nope FROM examples").unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        match err {
+            Error::Sql { query, source } => {
+                assert_eq!(query, "SELECT nope FROM examples");
+                assert!(
+                    matches!(source.find_root(), DataFusionError::SchemaError(..)),
+                    "{source:?}"
+                );
+            }
+            other => panic!("not an Sql error: {other:?}"),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the unit tests of this crate.
 
 use crate::prepare::{Encode, TokenizerArtifact};
+use crate::tokenizer::{Engine, TokenizerError};
 use crate::{Error, Result};
 use cocolm_shared::{SpecialTokens, TokenizerRecord};
 use std::sync::Arc;
@@ -16,7 +17,11 @@ impl Encode for ToyEncoder {
     fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if self.fail_after.is_some_and(|f| n >= f) {
-            return Err(Error::Loader("simulated crash".into()));
+            return Err(Error::Tokenizer(TokenizerError::Library {
+                engine: Engine::Reference,
+                op: "encode",
+                message: "simulated crash".into(),
+            }));
         }
         out.extend(
             text.chars()

@@ -77,13 +77,16 @@ impl BatchPlan {
     /// The plan of a run over `set` from `cursor`.
     pub fn new(set: ShardSet, options: &LoaderOptions, cursor: LoaderCursor) -> Result<Self> {
         if options.world == 0 || options.rank >= options.world {
-            return Err(Error::Loader(format!(
-                "rank {} of world size {}",
-                options.rank, options.world
-            )));
+            return Err(Error::LoaderConfig {
+                field: "rank",
+                message: format!("rank {} of world size {}", options.rank, options.world),
+            });
         }
         if options.batch_size == 0 {
-            return Err(Error::Loader("batch size 0".into()));
+            return Err(Error::LoaderConfig {
+                field: "batch_size",
+                message: "batch size 0".into(),
+            });
         }
         let share = RankShare {
             n: set.len(),
@@ -91,19 +94,25 @@ impl BatchPlan {
             world: options.world,
         };
         if share.is_empty() {
-            return Err(Error::Loader(format!(
-                "{}: {} examples cannot feed {} ranks",
-                set.dir().display(),
-                set.len(),
-                options.world
-            )));
+            return Err(Error::LoaderConfig {
+                field: "world",
+                message: format!(
+                    "{}: {} examples cannot feed {} ranks",
+                    set.dir().display(),
+                    set.len(),
+                    options.world
+                ),
+            });
         }
         if cursor.position >= share.len() {
-            return Err(Error::Loader(format!(
-                "cursor position {} is beyond the {} examples of this rank's epoch",
-                cursor.position,
-                share.len()
-            )));
+            return Err(Error::LoaderConfig {
+                field: "cursor.position",
+                message: format!(
+                    "cursor position {} is beyond the {} examples of this rank's epoch",
+                    cursor.position,
+                    share.len()
+                ),
+            });
         }
         let m = set.manifest();
         let special = m.tokenizer.special_tokens;
@@ -197,10 +206,11 @@ impl BatchPlan {
     fn check(&self, index: u64, ids: &[u32]) -> Result<()> {
         let bad = |message: String| {
             let (file, row) = self.set.shard_of(index);
-            Err(Error::shard(
-                self.set.dir().join(file),
-                format!("row {row}: {message}"),
-            ))
+            Err(Error::Shard {
+                path: self.set.dir().join(file),
+                offset: self.set.batch_offset(index),
+                message: format!("row {row}: {message}"),
+            })
         };
         if ids.len() > self.seq_len || ids.is_empty() {
             return bad(format!("{} tokens, seq_len is {}", ids.len(), self.seq_len));

@@ -201,13 +201,116 @@ fn damaged_shards_are_named_in_errors() {
     let mut manifest = cocolm_shared::Manifest::read_dir(&out).unwrap();
     manifest.tokenizer.vocab_size = 50;
     manifest.write_dir(&out).unwrap();
-    let err = ShardSet::open(&out, Verify::Full).unwrap_err().to_string();
-    assert!(err.contains("vocabulary size 50"), "{err}");
-    let set = ShardSet::open(&out, Verify::Structure).unwrap();
-    let mut loader = Loader::start(set, &options(2), LoaderCursor::start(1)).unwrap();
-    let err = loader.next_batch().unwrap_err().to_string();
+    let err = ShardSet::open(&out, Verify::Full).unwrap_err();
+    assert!(err.to_string().contains("vocabulary size 50"), "{err}");
+    // The error names the record batch holding the bad id.
+    let offsets: Vec<u64> = manifest
+        .shards
+        .iter()
+        .flat_map(|s| s.batch_offsets.clone())
+        .collect();
     assert!(
-        err.contains("shard-0000") && err.contains("vocabulary size 50"),
+        matches!(&err, Error::Shard { offset: Some(o), .. } if offsets.contains(o)),
         "{err}"
     );
+    let set = ShardSet::open(&out, Verify::Structure).unwrap();
+    let mut loader = Loader::start(set, &options(2), LoaderCursor::start(1)).unwrap();
+    let err = loader.next_batch().unwrap_err();
+    assert!(
+        err.to_string().contains("shard-0000") && err.to_string().contains("vocabulary size 50"),
+        "{err}"
+    );
+    assert!(
+        matches!(&err, Error::Shard { offset: Some(o), .. } if offsets.contains(o)),
+        "{err}"
+    );
+}
+
+/// A shard that fails to decode names the byte where its bad message starts.
+#[test]
+fn undecodable_record_batch_is_named_by_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = toy_shards(dir.path(), 120);
+    let manifest = cocolm_shared::Manifest::read_dir(&out).unwrap();
+    let at = manifest.shards[1].batch_offsets[2];
+    let shard = out.join("shard-00001.arrow");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    // A continuation marker and a 16-byte message that is not a flatbuffer.
+    let garbage: Vec<u8> = [0xff, 0xff, 0xff, 0xff, 16, 0, 0, 0]
+        .into_iter()
+        .chain([0x55; 16])
+        .collect();
+    bytes[at as usize..at as usize + garbage.len()].copy_from_slice(&garbage);
+    std::fs::write(&shard, &bytes).unwrap();
+    let err = ShardSet::open(&out, Verify::Structure).unwrap_err();
+    match &err {
+        Error::Shard { path, offset, .. } => {
+            assert_eq!((path, *offset), (&shard, Some(at)), "{err}");
+        }
+        other => panic!("not a shard error: {other}"),
+    }
+    assert!(err.to_string().contains(&format!("at byte {at}")), "{err}");
+}
+
+/// A manifest whose batch offsets disagree with the file: the error gives the real one.
+#[test]
+fn misplaced_record_batch_is_named_by_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = toy_shards(dir.path(), 120);
+    let mut manifest = cocolm_shared::Manifest::read_dir(&out).unwrap();
+    let at = manifest.shards[0].batch_offsets[1];
+    manifest.shards[0].batch_offsets[1] += 8;
+    manifest.write_dir(&out).unwrap();
+    let err = ShardSet::open(&out, Verify::Structure).unwrap_err();
+    assert!(
+        matches!(&err, Error::Shard { offset: Some(o), .. } if *o == at),
+        "{err}"
+    );
+}
+
+#[test]
+fn inconsistent_options_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = open(&toy_shards(dir.path(), 30));
+    let cases: [(LoaderOptions, &str); 3] = [
+        (
+            LoaderOptions {
+                rank: 2,
+                world: 2,
+                ..options(1)
+            },
+            "rank",
+        ),
+        (
+            LoaderOptions {
+                batch_size: 0,
+                ..options(1)
+            },
+            "batch_size",
+        ),
+        (
+            LoaderOptions {
+                world: 1000,
+                ..options(1)
+            },
+            "world",
+        ),
+    ];
+    for (options, expected) in cases {
+        match BatchPlan::new(set.clone(), &options, LoaderCursor::start(1)) {
+            Err(Error::LoaderConfig { field, .. }) => assert_eq!(field, expected),
+            other => panic!("{expected}: {:?}", other.map(|_| ())),
+        }
+    }
+    let cursor = LoaderCursor {
+        position: set.len(),
+        ..LoaderCursor::start(1)
+    };
+    assert!(matches!(
+        BatchPlan::new(set, &options(1), cursor),
+        Err(Error::LoaderConfig {
+            field: "cursor.position",
+            ..
+        })
+    ));
 }

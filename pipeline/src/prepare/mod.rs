@@ -399,9 +399,7 @@ impl Job<'_> {
         while !finished {
             let t = Instant::now();
             let Ok(message) = done.recv() else {
-                return Err(Error::Loader(
-                    "a prepare worker stopped unexpectedly".into(),
-                ));
+                return Err(Error::WorkersEnded { stage: "prepare" });
             };
             timings.wait_ns += t.elapsed().as_nanos() as u64;
             let (seq, items, last) = message?;

@@ -83,15 +83,18 @@ impl ShardSet {
                 }
             }
             let decoded = decode_shard(&path, map, record)?;
-            for batch in decoded {
-                let chunk = chunk_of(&path, &batch)?;
+            for (k, batch) in decoded.into_iter().enumerate() {
+                // One offset per batch: decode_shard checked the count against the manifest.
+                let offset = record.batch_offsets.get(k).copied();
+                let chunk = chunk_of(&path, offset, &batch)?;
                 if verify == Verify::Full
                     && let Some(bad) = chunk.values.iter().find(|&&id| u64::from(id) >= vocab)
                 {
-                    return Err(Error::shard(
-                        &path,
-                        format!("id {bad} is not below the vocabulary size {vocab}"),
-                    ));
+                    return Err(Error::Shard {
+                        path,
+                        offset,
+                        message: format!("id {bad} is not below the vocabulary size {vocab}"),
+                    });
                 }
                 starts.push(starts.last().unwrap() + batch.num_rows() as u64);
                 chunks.push(chunk);
@@ -158,6 +161,21 @@ impl ShardSet {
         )
     }
 
+    /// Byte offset, in its shard file, of the record batch holding example `index` (from
+    /// the manifest).
+    ///
+    /// # Panics
+    /// If `index >= self.len()`.
+    pub fn batch_offset(&self, index: u64) -> Option<u64> {
+        let (chunk, _) = self.locate(index);
+        let shard = self.chunk_shard[chunk];
+        let first_chunk = self.chunk_shard.partition_point(|&s| s < shard);
+        self.manifest.shards[shard]
+            .batch_offsets
+            .get(chunk - first_chunk)
+            .copied()
+    }
+
     /// The record batches of all shards, in order (zero-copy views of the maps).
     pub fn record_batches(&self) -> &[RecordBatch] {
         &self.batches
@@ -215,14 +233,15 @@ pub fn decode_shard(
         let before = total - bytes.len() as u64;
         let decoded = decoder
             .decode(&mut bytes)
-            .map_err(|e| Error::shard(path, format!("at byte {before}: {e}")))?;
+            .map_err(|e| Error::shard_at(path, before, e.to_string()))?;
         if let Some(batch) = decoded {
             let k = batches.len();
             if k > 0 && record.batch_offsets.get(k) != Some(&before) {
-                return Err(Error::shard(
+                return Err(Error::shard_at(
                     path,
+                    before,
                     format!(
-                        "record batch {k} starts at byte {before}, the manifest says {:?}",
+                        "record batch {k} starts here, the manifest says {:?}",
                         record.batch_offsets.get(k)
                     ),
                 ));
@@ -232,11 +251,16 @@ pub fn decode_shard(
     }
     decoder
         .finish()
-        .map_err(|e| Error::shard(path, format!("stream ends early: {e}")))?;
+        .map_err(|e| Error::shard_at(path, total, format!("stream ends early: {e}")))?;
     if let Some(found) = decoder.schema()
         && found.fields() != schema().fields()
     {
-        return Err(Error::shard(path, format!("unexpected schema {found:?}")));
+        // The schema is the stream's first message.
+        return Err(Error::shard_at(
+            path,
+            0,
+            format!("unexpected schema {found:?}"),
+        ));
     }
     let rows: Vec<u64> = batches.iter().map(|b| b.num_rows() as u64).collect();
     if rows != record.batch_rows {
@@ -251,22 +275,28 @@ pub fn decode_shard(
     Ok(batches)
 }
 
-fn chunk_of(path: &Path, batch: &RecordBatch) -> Result<Chunk> {
+/// The buffers of one record batch, which starts at byte `offset` of `path` (for errors).
+fn chunk_of(path: &Path, offset: Option<u64>, batch: &RecordBatch) -> Result<Chunk> {
+    let bad = |message: String| Error::Shard {
+        path: path.to_path_buf(),
+        offset,
+        message,
+    };
     let ids = batch
         .column_by_name(IDS_COLUMN)
         .and_then(|c| c.as_list_opt::<i32>())
-        .ok_or_else(|| Error::shard(path, format!("no list column {IDS_COLUMN:?}")))?;
+        .ok_or_else(|| bad(format!("no list column {IDS_COLUMN:?}")))?;
     let values = ids
         .values()
         .as_primitive_opt::<UInt32Type>()
-        .ok_or_else(|| Error::shard(path, "ids are not UInt32"))?;
+        .ok_or_else(|| bad("ids are not UInt32".into()))?;
     if ids.null_count() > 0 || values.null_count() > 0 {
-        return Err(Error::shard(path, "null ids"));
+        return Err(bad("null ids".into()));
     }
     let documents = batch
         .column_by_name(DOCUMENT_COLUMN)
         .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt64Type>())
-        .ok_or_else(|| Error::shard(path, format!("no UInt64 column {DOCUMENT_COLUMN:?}")))?;
+        .ok_or_else(|| bad(format!("no UInt64 column {DOCUMENT_COLUMN:?}")))?;
     Ok(Chunk {
         offsets: ids.offsets().clone(),
         values: values.values().clone(),
