@@ -107,6 +107,17 @@ pub enum Error {
         /// The source's error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A collective operation across data-parallel ranks failed (another rank failed or
+    /// left, or the ranks disagree on the operation or its size).
+    #[error("rank {rank}: {op} failed: {message}")]
+    Collective {
+        /// The operation.
+        op: &'static str,
+        /// This rank.
+        rank: usize,
+        /// Why.
+        message: String,
+    },
     /// A checkpoint directory is unusable (wrong format version, mismatched model, …).
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

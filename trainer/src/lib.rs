@@ -9,6 +9,8 @@
 //!   ([`step::objective`]), the backward pass, metrics;
 //! - [`optim`]: the [`optim::Optimizer`] trait, [`optim::AdamW`], clipping, schedule;
 //! - [`checkpoint`]: atomic checkpoint directories and retention;
+//! - [`collective`]: the data-parallel seam ([`collective::Collective`]) and its
+//!   implementations;
 //! - [`train`]: the loop ([`train::run`]) with metrics, checkpoints and resume;
 //! - [`hf`]: loading Hugging Face ELECTRA weights (the reference check);
 //! - [`synthetic`]: corrupted batches without a corpus (timing, tests);
@@ -33,6 +35,7 @@
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
+pub mod collective;
 pub mod error;
 pub mod hf;
 pub mod kernels;
