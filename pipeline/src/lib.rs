@@ -22,6 +22,7 @@ pub mod queue;
 pub mod shard;
 pub mod stats;
 pub mod tokenizer;
+mod worker;
 
 #[cfg(test)]
 mod testutil;

@@ -9,9 +9,11 @@
 //! so that workers refill them instead of allocating.
 //!
 //! Shutdown: dropping the pool stops and joins the workers. A worker's error is
-//! delivered in order as an `Err` and ends that worker; a worker that panics is reported
-//! as an error, never as a hang.
+//! delivered in order as an `Err` and ends that worker; a worker that panics is delivered
+//! the same way, as [`Error::WorkerPanicked`] with its message ([`crate::worker`]), never
+//! as a hang.
 
+use crate::worker::report_panic;
 use crate::{Error, Result};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use crossbeam_queue::ArrayQueue;
@@ -86,15 +88,17 @@ impl<T: Send + 'static> OrderedPool<T> {
             let handle = std::thread::Builder::new()
                 .name(format!("cocolm-loader-{w}"))
                 .spawn(move || {
-                    work(
-                        w as u64,
-                        workers as u64,
-                        tx,
-                        &*produce,
-                        &stop,
-                        &spare,
-                        &counters,
-                    )
+                    report_panic(&tx, || {
+                        work(
+                            w as u64,
+                            workers as u64,
+                            &tx,
+                            &*produce,
+                            &stop,
+                            &spare,
+                            &counters,
+                        )
+                    })
                 })
                 .expect("spawning a loader thread");
             handles.push(handle);
@@ -152,7 +156,7 @@ impl<T: Send + 'static> OrderedPool<T> {
 fn work<T>(
     first: u64,
     step: u64,
-    tx: Sender<Result<T>>,
+    tx: &Sender<Result<T>>,
     produce: &(dyn Fn(u64, Option<T>) -> Result<T> + Send + Sync),
     stop: &AtomicBool,
     spare: &ArrayQueue<T>,
@@ -234,7 +238,14 @@ mod tests {
             Ok(k)
         });
         assert_eq!(pool.next_item().unwrap(), 0);
-        assert!(pool.next_item().is_err());
+        match pool.next_item() {
+            Err(Error::WorkerPanicked { thread, message }) => {
+                assert_eq!(thread, "cocolm-loader-1");
+                assert!(message.contains("boom"), "{message}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(matches!(pool.next_item(), Err(Error::LoaderStopped)));
     }
 
     #[test]

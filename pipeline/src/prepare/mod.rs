@@ -3,7 +3,8 @@
 //! Threads: one reader walks the inputs in order and cuts their documents into chunks;
 //! `threads` workers tokenize chunks; the calling thread puts results back in input
 //! order, packs them ([`crate::pack`]) and writes shards ([`crate::shard::writer`]).
-//! The output is therefore byte-identical whatever the thread count.
+//! The output is therefore byte-identical whatever the thread count. A panic in the
+//! reader or a worker ends the job with [`Error::WorkerPanicked`] ([`crate::worker`]).
 //!
 //! Resumability: after every completed shard the manifest is replaced atomically with
 //! the shards so far, the accounting of every input up to the first token not yet in a
@@ -17,6 +18,7 @@ pub mod output;
 use crate::corpus::{self, Content, ReadOptions, ReadStats, Reject};
 use crate::pack::Packer;
 use crate::shard::writer::ShardWriter;
+use crate::worker::{catch_panic, panic_message, report_panic};
 use crate::{Error, Result};
 use accounting::Accounting;
 use cocolm_shared::manifest::{
@@ -296,7 +298,9 @@ impl Job<'_> {
         let (read, packed) = std::thread::scope(|scope| {
             let reader = std::thread::Builder::new()
                 .name("cocolm-read".into())
-                .spawn_scoped(scope, move || this.read_inputs(resume, work_tx))
+                .spawn_scoped(scope, move || {
+                    catch_panic(|| this.read_inputs(resume, work_tx))
+                })
                 .expect("spawning the reader thread");
             for w in 0..threads {
                 let work_rx = work_rx.clone();
@@ -304,14 +308,22 @@ impl Job<'_> {
                 std::thread::Builder::new()
                     .name(format!("cocolm-encode-{w}"))
                     .spawn_scoped(scope, move || {
-                        tokenize_chunks(work_rx, done_tx, &*this.encoder, &this.encode_ns)
+                        report_panic(&done_tx, || {
+                            tokenize_chunks(work_rx, &done_tx, &*this.encoder, &this.encode_ns)
+                        })
                     })
                     .expect("spawning a tokenizer thread");
             }
             drop(work_rx);
             drop(done_tx);
             let packed = this.pack(manifest, resume, done_rx, progress);
-            let read = reader.join().expect("the reader thread does not panic");
+            // The reader catches its own panics; this covers one that escaped anyway.
+            let read = reader.join().unwrap_or_else(|payload| {
+                Err(Error::WorkerPanicked {
+                    thread: "cocolm-read".into(),
+                    message: panic_message(payload.as_ref()),
+                })
+            });
             (read, packed)
         });
         // A reader failure is the root cause of whatever the packer saw.
@@ -498,7 +510,7 @@ impl Job<'_> {
 /// A tokenizer worker: chunks of documents in, chunks of ids (or rejections) out.
 fn tokenize_chunks(
     work: Receiver<Chunk<Item>>,
-    done: Sender<Result<Chunk<Processed>>>,
+    done: &Sender<Result<Chunk<Processed>>>,
     encoder: &dyn Encode,
     encode_ns: &AtomicU64,
 ) {

@@ -292,6 +292,44 @@ fn damaged_manifest_is_refused_by_name() {
     );
 }
 
+/// An encoder that panics on its `at`-th document.
+struct PanickingEncoder {
+    at: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Encode for PanickingEncoder {
+    fn encode_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        assert!(n != self.at, "encoder exploded on document {n}");
+        toy(None).encode_into(text, out)
+    }
+}
+
+/// A panicking tokenizer worker ends the job with an error naming the thread and
+/// carrying the panic message; the process goes on.
+#[test]
+fn panicking_tokenizer_worker_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    for threads in [1, 3] {
+        let out = dir.path().join(format!("out{threads}"));
+        let encoder = Arc::new(PanickingEncoder {
+            at: 25,
+            calls: Default::default(),
+        });
+        match run(&options(&input, &out, threads), encoder) {
+            Err(Error::WorkerPanicked { thread, message }) => {
+                assert!(thread.starts_with("cocolm-encode-"), "{thread}");
+                assert_eq!(message, "encoder exploded on document 25");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        // The output stays resumable.
+        run(&options(&input, &out, threads), toy(None)).unwrap();
+    }
+}
+
 /// Regression: when the final, shorter example completes a shard, that shard is listed.
 #[test]
 fn last_example_completing_a_shard_is_kept() {
