@@ -379,14 +379,31 @@ impl Manifest {
         m.into_manifest().map_err(|e| e.at(path))
     }
 
-    /// Check what code relies on: a partial manifest resumes inside its inputs, and every
-    /// shard lists one offset per record batch and as many rows as its batches hold. The
-    /// error names `path` and the field (`resume.input`, `shards[3].batch_offsets`).
+    /// Check what code relies on: the schema's minimums (`seq_len` at least 3, …), a
+    /// partial manifest resumes inside its inputs, and every shard lists one offset per
+    /// record batch and as many rows as its batches hold. The error names `path` and the
+    /// field (`resume.input`, `shards[3].batch_offsets`).
     pub fn validate(&self, path: &Path) -> Result<()> {
         self.check().map_err(|e| e.at(path))
     }
 
     fn check(&self) -> std::result::Result<(), InvalidField> {
+        // The schema's minimums: a packer needs room for [CLS], a token and [SEP]; shards
+        // and record batches hold at least one row.
+        let minimums = [
+            ("seq_len", self.seq_len as u64, 3),
+            ("tokenizer.vocab_size", self.tokenizer.vocab_size as u64, 1),
+            ("options.rows_per_shard", self.options.rows_per_shard, 1),
+            ("options.rows_per_batch", self.options.rows_per_batch, 1),
+        ];
+        for (field, value, minimum) in minimums {
+            if value < minimum {
+                return Err(InvalidField::new(
+                    field,
+                    format!("{value} is below the minimum {minimum}"),
+                ));
+            }
+        }
         if let ManifestState::Partial(resume) = &self.state
             && resume.input >= self.inputs.len() as u64
         {
@@ -664,6 +681,15 @@ mod tests {
         let (field, message) = read_error(&json(|v| v["shards"][0]["rows"] = 41.into()));
         assert_eq!(field, "shards[0].rows");
         assert!(message.contains("add up to 40"), "{message}");
+    }
+
+    #[test]
+    fn values_below_the_schema_minimums_are_refused() {
+        let (field, message) = read_error(&json(|v| v["seq_len"] = 2.into()));
+        assert_eq!(field, "seq_len");
+        assert!(message.contains("below the minimum 3"), "{message}");
+        let (field, _) = read_error(&json(|v| v["options"]["rows_per_batch"] = 0.into()));
+        assert_eq!(field, "options.rows_per_batch");
     }
 
     #[test]
