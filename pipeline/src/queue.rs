@@ -10,7 +10,7 @@
 //!
 //! Shutdown: dropping the pool stops and joins the workers. A worker's error is
 //! delivered in order as an `Err` and ends that worker; a worker that panics is delivered
-//! the same way, as [`Error::WorkerPanicked`] with its message ([`crate::worker`]), never
+//! the same way, as [`Error::WorkerPanicked`] with its message (`worker.rs`), never
 //! as a hang.
 
 use crate::worker::report_panic;

@@ -4,7 +4,7 @@
 //! `threads` workers tokenize chunks; the calling thread puts results back in input
 //! order, packs them ([`crate::pack`]) and writes shards ([`crate::shard::writer`]).
 //! The output is therefore byte-identical whatever the thread count. A panic in the
-//! reader or a worker ends the job with [`Error::WorkerPanicked`] ([`crate::worker`]).
+//! reader or a worker ends the job with [`Error::WorkerPanicked`] (`worker.rs`).
 //!
 //! Resumability: after every completed shard the manifest is replaced atomically with
 //! the shards so far, the accounting of every input up to the first token not yet in a
