@@ -1,7 +1,7 @@
 //! `cocolm export --parquet`: shards to zstd-compressed Parquet for interchange.
 //!
 //! One Parquet file per shard (`shard-NNNNN.parquet`), same columns as the shard
-//! (`input_ids` List<UInt32>, `document` UInt64), row groups of up to 64K examples,
+//! (`input_ids` `List<UInt32>`, `document` UInt64), row groups of up to 64K examples,
 //! zstd level 3. Each file is written under a temporary name and renamed.
 
 use crate::shard::reader::ShardSet;

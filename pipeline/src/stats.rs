@@ -4,7 +4,7 @@
 //!
 //! | table | columns |
 //! |---|---|
-//! | `examples` | `example` (UInt64, global index), `input_ids` (List<UInt32>), `length` (UInt32, real tokens), `document` (UInt64) |
+//! | `examples` | `example` (UInt64, global index), `input_ids` (`List<UInt32>`), `length` (UInt32, real tokens), `document` (UInt64) |
 //! | `shards` | `file`, `rows`, `tokens`, `bytes` |
 //! | `inputs` | `path`, `bytes`, `documents_read`, `documents_accepted`, `documents_rejected`, `tokens` |
 //!

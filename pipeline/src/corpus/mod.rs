@@ -5,7 +5,7 @@
 //! its reason and location ([`Record`]). Problems with the *content* (invalid UTF-8, a
 //! malformed JSON line, a truncated `.zst`, a binary file, an oversized document)
 //! become rejections; failing to read the *file system* (missing file, permission,
-//! I/O error) is an [`Error`](crate::Error) that stops the job.
+//! I/O error) is an [`Error`] that stops the job.
 //!
 //! Formats, chosen by extension ([`Format::of`]):
 //! `.txt` / `.txt.zst` ([`text`]), `.jsonl` / `.jsonl.zst` ([`jsonl`]), `.parquet`
