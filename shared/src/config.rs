@@ -148,6 +148,9 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Numeric precision (fp32 on CPU).
     pub precision: Precision,
+    /// Elements per communication bucket of the ZeRO-1 optimiser (data-parallel runs):
+    /// gradients are reduce-scattered and parameters all-gathered this many at a time.
+    pub zero_bucket: usize,
 }
 
 impl Default for TrainConfig {
@@ -173,6 +176,7 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             precision: Precision::Fp32,
+            zero_bucket: 40_000_000,
         }
     }
 }
@@ -319,6 +323,9 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return bad("train.beta1", "betas must lie in [0, 1)".into());
+        }
+        if t.zero_bucket == 0 {
+            return bad("train.zero_bucket", "must be at least 1".into());
         }
         if t.keep_checkpoints == 0 {
             return bad("train.keep_checkpoints", "must be at least 1".into());

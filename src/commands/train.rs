@@ -158,6 +158,7 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         config: &config,
         out_dir: plan.out,
         resume,
+        topology: cocolm_trainer::step::DataParallel::Single,
     };
     let summary = match config.train.precision {
         Precision::Fp32 => {
@@ -180,7 +181,7 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
 #[cfg(not(feature = "cuda"))]
 fn run_on_gpu(
     precision: Precision,
-    _options: RunOptions<'_>,
+    _options: RunOptions<'_, cocolm_trainer::CpuInner>,
     _batches: impl Iterator<Item = cocolm_pipeline::Result<Batch>>,
     _hooks: &mut Hooks<'_>,
 ) -> Result<RunSummary> {

@@ -7,9 +7,9 @@
 //! produces bit-identical losses to an uninterrupted one on CPU.
 
 use crate::checkpoint::{Checkpoint, Checkpointer, FileCheckpointer, Retention};
+use crate::collective::all_ok;
 use crate::kernels::TrainBackend;
-use crate::optim::Optimizer;
-use crate::step::{StepMetrics, Trainer};
+use crate::step::{DataParallel, StepMetrics, Trainer};
 use crate::{Error, Result, params};
 use cocolm_shared::{Batch, RunConfig};
 use std::io::{BufRead, Write};
@@ -88,15 +88,17 @@ pub struct DefaultHooks;
 impl RunHooks for DefaultHooks {}
 
 /// What to run and where.
-#[derive(Debug, Clone)]
-pub struct RunOptions<'a> {
+#[derive(Debug)]
+pub struct RunOptions<'a, B: burn::tensor::backend::Backend> {
     /// The run configuration (`model.vocab_size` resolved).
     pub config: &'a RunConfig,
-    /// Run directory (created if needed).
+    /// Run directory (created if needed; shared by all ranks).
     pub out_dir: &'a Path,
     /// Continue from this checkpoint (from [`find_resume`]); `None` starts afresh and
     /// refuses a directory that already holds checkpoints.
     pub resume: Option<ResumePoint>,
+    /// This process's place among the data-parallel ranks.
+    pub topology: DataParallel<B>,
 }
 
 /// How a run ended.
@@ -119,8 +121,13 @@ pub struct RunSummary {
 /// when the loss or gradient norm stops being finite, and with [`Error::Data`] when the
 /// source yields an error. Time spent waiting in `batches.next()` is reported as
 /// `data_wait_fraction`.
+///
+/// With several data-parallel ranks every rank calls it with its own share of the
+/// batches; rank 0 writes `metrics.jsonl` (statistics summed over all ranks) and the
+/// model, every rank its optimiser shard; the run stops on every rank when one rank's
+/// source ends.
 pub fn run<B, I, E>(
-    options: RunOptions<'_>,
+    options: RunOptions<'_, B::InnerBackend>,
     device: &B::Device,
     batches: I,
     hooks: &mut impl RunHooks,
@@ -134,6 +141,7 @@ where
         config,
         out_dir,
         resume,
+        topology,
     } = options;
     config
         .validate(Path::new("<run configuration>"))
@@ -143,7 +151,11 @@ where
         out_dir.join(CHECKPOINT_DIR),
         Retention::KeepNewest(config.train.keep_checkpoints),
     );
-    let mut trainer = Trainer::<B>::new(config, device)?;
+    let mut trainer = Trainer::<B>::with_topology(config, device, topology)?;
+    let lead = trainer.collective().rank() == 0;
+    let inner_device = burn::tensor::Tensor::<B, 1>::empty([0], device)
+        .inner()
+        .device();
     let metrics_path = out_dir.join(METRICS_FILE);
     let mut last_checkpoint = None;
     match &resume {
@@ -161,7 +173,9 @@ where
                 checkpoint.optimizer,
                 &point.path,
             )?;
-            truncate_metrics(&metrics_path, checkpoint.step)?;
+            if lead {
+                truncate_metrics(&metrics_path, checkpoint.step)?;
+            }
             hooks.on_event(Event::Resumed {
                 step: checkpoint.step,
                 path: &point.path,
@@ -175,13 +189,25 @@ where
                     message: "the run directory already holds checkpoints; resume or choose another directory".into(),
                 });
             }
-            std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+            if lead {
+                std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+            }
         }
     }
-    let mut metrics_file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| Error::io(&metrics_path, e))?;
+    // Every rank reaches here before rank 0's metrics file is opened by anyone.
+    if !all_ok(trainer.collective(), true, &inner_device)? {
+        unreachable!("every rank agrees to start");
+    }
+    let mut metrics_file = if lead {
+        Some(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| Error::io(&metrics_path, e))?,
+        )
+    } else {
+        None
+    };
 
     let mut source = batches.into_iter();
     let mut last_batch: Option<Batch> = None;
@@ -190,13 +216,24 @@ where
     let (mut wait_s, mut compute_s) = (0.0f64, 0.0f64);
     let mut source_exhausted = false;
     let save = |trainer: &Trainer<B>, batch: &Batch, hooks: &mut dyn RunHooks| -> Result<PathBuf> {
-        checkpointer.save(&Checkpoint {
+        let checkpoint = Checkpoint {
             step: trainer.step(),
             config: config.clone(),
-            model: params::export(trainer.model()),
-            optimizer: trainer.optimizer().state(),
+            model: if lead {
+                params::export(trainer.model())
+            } else {
+                Vec::new()
+            },
+            optimizer: vec![trainer.optimizer().state()],
             caller: hooks.caller_state(batch),
-        })
+        };
+        checkpointer.save_ranked(&checkpoint, trainer.collective(), &inner_device)
+    };
+    let sync_metrics = |file: &Option<std::fs::File>| -> Result<()> {
+        match file {
+            Some(f) => f.sync_data().map_err(|e| Error::io(&metrics_path, e)),
+            None => Ok(()),
+        }
     };
 
     'steps: while trainer.step() < config.train.steps {
@@ -213,9 +250,14 @@ where
                 }
                 None => {
                     source_exhausted = true;
-                    break 'steps;
+                    break;
                 }
             }
+        }
+        // All ranks stop together when any rank's source ends.
+        if !all_ok(trainer.collective(), !source_exhausted, &inner_device)? {
+            source_exhausted = true;
+            break 'steps;
         }
         wait_s += waited.elapsed().as_secs_f64();
         let mut metrics = match trainer.train_step(&micro) {
@@ -237,21 +279,20 @@ where
         if step % config.train.log_every == 0 || step == config.train.steps {
             metrics.data_wait_fraction = Some(wait_s / (wait_s + compute_s).max(f64::MIN_POSITIVE));
             (wait_s, compute_s) = (0.0, 0.0);
-            let mut line = serde_json::to_string(&metrics).map_err(|e| Error::Json {
-                path: metrics_path.clone(),
-                message: e.to_string(),
-            })?;
-            line.push('\n');
-            metrics_file
-                .write_all(line.as_bytes())
-                .map_err(|e| Error::io(&metrics_path, e))?;
+            if let Some(file) = &mut metrics_file {
+                let mut line = serde_json::to_string(&metrics).map_err(|e| Error::Json {
+                    path: metrics_path.clone(),
+                    message: e.to_string(),
+                })?;
+                line.push('\n');
+                file.write_all(line.as_bytes())
+                    .map_err(|e| Error::io(&metrics_path, e))?;
+            }
             hooks.on_event(Event::Step(&metrics));
         }
         let batch = micro.pop().expect("grad_accum ≥ 1 batches per step");
         if config.train.checkpoint_every > 0 && step % config.train.checkpoint_every == 0 {
-            metrics_file
-                .sync_data()
-                .map_err(|e| Error::io(&metrics_path, e))?;
+            sync_metrics(&metrics_file)?;
             let path = save(&trainer, &batch, hooks)?;
             hooks.on_event(Event::Checkpoint { step, path: &path });
             last_checkpoint = Some(path);
@@ -263,9 +304,7 @@ where
     if let Some(batch) = &last_batch
         && saved_step != Some(trainer.step())
     {
-        metrics_file
-            .sync_data()
-            .map_err(|e| Error::io(&metrics_path, e))?;
+        sync_metrics(&metrics_file)?;
         let path = save(&trainer, batch, hooks)?;
         hooks.on_event(Event::Checkpoint {
             step: trainer.step(),

@@ -39,18 +39,18 @@ pub struct VocabLoss<B: AutodiffBackend> {
     pub d_bias: Tensor<B::InnerBackend, 1>,
 }
 
-/// Loss, gradients and (when `draw`) one sampled class per row of a tied vocabulary head.
+/// Loss, gradients and (given `uniforms`) one sampled class per row of a tied vocabulary
+/// head.
 ///
 /// `row_weights` are the weights of the rows' cross-entropies in the total loss; the
-/// gradients are those of `Σ w_i · CE_i`. When `draw` is set, one class per row is drawn
-/// from the softmax by inverse CDF ([`sample_categorical`](crate::sample::sample_categorical));
-/// the uniforms are taken from the RNG first, so results do not depend on how the work
-/// is split.
+/// gradients are those of `Σ w_i · CE_i`. With `uniforms` (one `U[0, 1)` per row), one
+/// class per row is drawn from the softmax by inverse CDF
+/// ([`sample_categorical`](crate::sample::sample_categorical)).
 ///
 /// # Shapes
 /// - `x`: head input after the transform, `[rows, H]`; `table`: `E`, `[vocab, H]`;
 ///   `bias`: `[vocab]`
-/// - `targets`, `row_weights`: `[rows]`
+/// - `targets`, `row_weights`, `uniforms`: `[rows]`
 /// - samples: `[rows]`
 pub fn vocab_loss<B: TrainBackend>(
     x: Tensor<B, 2>,
@@ -58,13 +58,11 @@ pub fn vocab_loss<B: TrainBackend>(
     bias: Tensor<B::InnerBackend, 1>,
     targets: Tensor<B::InnerBackend, 1, Int>,
     row_weights: Tensor<B::InnerBackend, 1>,
-    draw: bool,
+    uniforms: Option<Tensor<B::InnerBackend, 1>>,
 ) -> (VocabLoss<B>, Option<Tensor<B::InnerBackend, 1, Int>>) {
-    let inner = x.clone().inner();
-    let n = inner.dims()[0];
     let rows = HeadRows {
-        uniforms: draw.then(|| crate::sample::uniforms(n, &inner.device())),
-        x: inner,
+        uniforms,
+        x: x.clone().inner(),
         targets,
         weights: row_weights,
     };
@@ -139,7 +137,7 @@ mod tests {
             b.inner(),
             targets.inner(),
             w.inner(),
-            false,
+            None,
         );
         assert!(samples.is_none());
         let grads = out.surrogate.clone().backward();

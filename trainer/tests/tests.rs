@@ -1,6 +1,7 @@
 //! End-to-end tests of the trainer's public API. Fixtures live in `tests/data/`.
 
 mod configs;
+mod data_parallel;
 mod electra;
 mod training;
 

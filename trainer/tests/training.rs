@@ -2,10 +2,11 @@
 
 use crate::rng_lock;
 use cocolm_shared::{Batch, LoaderCursor, RunConfig};
+use cocolm_trainer::step::DataParallel;
 use cocolm_trainer::step::StepMetrics;
 use cocolm_trainer::synthetic::{Content, Synthetic};
 use cocolm_trainer::train::{DefaultHooks, RunOptions, find_resume, run};
-use cocolm_trainer::{CpuBackend, Error, tensor_file};
+use cocolm_trainer::{CpuBackend, CpuInner, Error, tensor_file};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 
@@ -45,11 +46,12 @@ fn metrics(dir: &Path) -> Vec<StepMetrics> {
         .collect()
 }
 
-fn options<'a>(config: &'a RunConfig, dir: &'a Path) -> RunOptions<'a> {
+fn options<'a>(config: &'a RunConfig, dir: &'a Path) -> RunOptions<'a, CpuInner> {
     RunOptions {
         config,
         out_dir: dir,
         resume: None,
+        topology: DataParallel::Single,
     }
 }
 

@@ -1,8 +1,10 @@
 //! Checkpoints as directories `step-XXXXXXXX/` under a root, written atomically.
 
-use super::{Checkpoint, Checkpointer, FORMAT_VERSION, Retention};
-use crate::optim::OptimizerState;
+use super::{Checkpoint, Checkpointer, FORMAT_VERSION, READABLE_VERSIONS, Retention};
+use crate::collective::{Collective, all_ok};
+use crate::optim::{OptimizerState, ShardInfo};
 use crate::{Error, Result, tensor_file};
+use burn::tensor::backend::Backend;
 use cocolm_shared::RunConfig;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -14,14 +16,35 @@ const STATE_FILE: &str = "state.json";
 const PREFIX: &str = "step-";
 const TMP_SUFFIX: &str = ".tmp";
 
+/// How the optimiser state of a checkpoint is split into files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shards {
+    /// Ranks (one file each).
+    world: usize,
+    /// Elements per bucket of the layout.
+    bucket: usize,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateFile {
     format_version: u32,
     step: u64,
     optimizer_step: u64,
+    /// `None`: one file with the whole state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    optimizer_shards: Option<Shards>,
     config: RunConfig,
     caller: serde_json::Value,
+}
+
+/// The file of an optimiser state in a checkpoint directory.
+fn optimizer_file(shard: Option<ShardInfo>) -> String {
+    match shard {
+        None => OPTIMIZER_FILE.to_string(),
+        Some(s) => format!("optimizer-rank-{:05}-of-{:05}.safetensors", s.rank, s.world),
+    }
 }
 
 /// Checkpoint directories under `root`, the newest kept by a [`Retention`] policy.
@@ -95,25 +118,36 @@ fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
-impl Checkpointer for FileCheckpointer {
-    fn save(&self, c: &Checkpoint) -> Result<PathBuf> {
+impl FileCheckpointer {
+    fn tmp_of(&self, step: u64) -> PathBuf {
+        self.root.join(format!("{PREFIX}{step:08}{TMP_SUFFIX}"))
+    }
+
+    /// An empty temporary directory for the checkpoint of `step` (a leftover of a crash
+    /// is removed); refuses to overwrite a complete checkpoint.
+    fn prepare(&self, step: u64) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
-        let dir = self.dir_of(c.step);
+        let dir = self.dir_of(step);
         if dir.exists() {
             return Err(Error::Checkpoint {
                 path: dir,
                 message: "already exists".into(),
             });
         }
-        let tmp = self.root.join(format!("{PREFIX}{:08}{TMP_SUFFIX}", c.step));
-        remove_dir(&tmp)?; // left over from a crash
+        let tmp = self.tmp_of(step);
+        remove_dir(&tmp)?;
         std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(tmp)
+    }
+
+    /// Model and state into `tmp`, then the rename and the retention policy.
+    fn commit(&self, tmp: &Path, c: &Checkpoint, shards: Option<Shards>) -> Result<PathBuf> {
         tensor_file::write(&tmp.join(MODEL_FILE), &c.model)?;
-        tensor_file::write(&tmp.join(OPTIMIZER_FILE), &c.optimizer.tensors)?;
         let state = StateFile {
             format_version: FORMAT_VERSION,
             step: c.step,
-            optimizer_step: c.optimizer.step,
+            optimizer_step: c.optimizer.first().map_or(0, |o| o.step),
+            optimizer_shards: shards,
             config: c.config.clone(),
             caller: c.caller.clone(),
         };
@@ -123,13 +157,108 @@ impl Checkpointer for FileCheckpointer {
             message: e.to_string(),
         })?;
         write_synced(&state_path, &text)?;
-        fsync_dir(&tmp)?;
-        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+        fsync_dir(tmp)?;
+        let dir = self.dir_of(c.step);
+        std::fs::rename(tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         fsync_dir(&self.root)?;
         for step in self.retention.to_delete(self.steps()?) {
             remove_dir(&self.dir_of(step))?;
         }
         Ok(dir)
+    }
+
+    /// Save as one rank of a data-parallel run: `c.optimizer` holds this rank's shard,
+    /// `c.model` the model (only rank 0's is written). Every rank of `collective` calls
+    /// it; it fails on every rank when it fails on one. Returns the checkpoint directory.
+    pub fn save_ranked<B: Backend>(
+        &self,
+        c: &Checkpoint,
+        collective: &dyn Collective<B>,
+        device: &B::Device,
+    ) -> Result<PathBuf> {
+        let rank = collective.rank();
+        let failed_elsewhere = |phase: &str| Error::Checkpoint {
+            path: self.dir_of(c.step),
+            message: format!("another rank failed while {phase}"),
+        };
+        let [own] = c.optimizer.as_slice() else {
+            return Err(Error::Checkpoint {
+                path: self.dir_of(c.step),
+                message: format!("rank {rank} saves one optimiser state"),
+            });
+        };
+        let shards = own.shard.map(|s| Shards {
+            world: s.world,
+            bucket: s.bucket,
+        });
+        let prepared = if rank == 0 {
+            self.prepare(c.step)
+        } else {
+            Ok(self.tmp_of(c.step))
+        };
+        if !all_ok(collective, prepared.is_ok(), device)? {
+            return Err(prepared
+                .err()
+                .unwrap_or_else(|| failed_elsewhere("preparing")));
+        }
+        let tmp = prepared?;
+        let written = if own.shard.is_some() || rank == 0 {
+            tensor_file::write(&tmp.join(optimizer_file(own.shard)), &own.tensors)
+        } else {
+            Ok(())
+        };
+        if !all_ok(collective, written.is_ok(), device)? {
+            return Err(written.err().unwrap_or_else(|| failed_elsewhere("writing")));
+        }
+        let committed = if rank == 0 {
+            self.commit(&tmp, c, shards).map(Some)
+        } else {
+            Ok(None)
+        };
+        if !all_ok(collective, committed.is_ok(), device)? {
+            return Err(committed
+                .err()
+                .unwrap_or_else(|| failed_elsewhere("committing")));
+        }
+        Ok(self.dir_of(c.step))
+    }
+}
+
+impl Checkpointer for FileCheckpointer {
+    fn save(&self, c: &Checkpoint) -> Result<PathBuf> {
+        let shards = match c.optimizer.as_slice() {
+            [whole] if whole.shard.is_none() => None,
+            all => {
+                let first = all.first().and_then(|o| o.shard);
+                let layout = first.map(|s| Shards {
+                    world: s.world,
+                    bucket: s.bucket,
+                });
+                let complete = layout.is_some_and(|l| {
+                    all.len() == l.world
+                        && all.iter().enumerate().all(|(r, o)| {
+                            o.shard
+                                == Some(ShardInfo {
+                                    rank: r,
+                                    world: l.world,
+                                    bucket: l.bucket,
+                                })
+                        })
+                });
+                if !complete {
+                    return Err(Error::Checkpoint {
+                        path: self.dir_of(c.step),
+                        message: "the optimiser state is neither whole nor every rank's shard in rank order".into(),
+                    });
+                }
+                layout
+            }
+        };
+        let tmp = self.prepare(c.step)?;
+        for o in &c.optimizer {
+            tensor_file::write(&tmp.join(optimizer_file(o.shard)), &o.tensors)?;
+        }
+        self.commit(&tmp, c, shards)
     }
 
     fn latest(&self) -> Result<Option<PathBuf>> {
@@ -143,23 +272,40 @@ impl Checkpointer for FileCheckpointer {
             path: state_path.clone(),
             message: e.to_string(),
         })?;
-        if state.format_version != FORMAT_VERSION {
+        if !READABLE_VERSIONS.contains(&state.format_version) {
             return Err(Error::Checkpoint {
                 path: dir.to_path_buf(),
                 message: format!(
-                    "format version {} (this build reads {FORMAT_VERSION})",
+                    "format version {} (this build reads {READABLE_VERSIONS:?})",
                     state.format_version
                 ),
+            });
+        }
+        let infos: Vec<Option<ShardInfo>> = match state.optimizer_shards {
+            None => vec![None],
+            Some(s) => (0..s.world)
+                .map(|rank| {
+                    Some(ShardInfo {
+                        rank,
+                        world: s.world,
+                        bucket: s.bucket,
+                    })
+                })
+                .collect(),
+        };
+        let mut optimizer = Vec::with_capacity(infos.len());
+        for shard in infos {
+            optimizer.push(OptimizerState {
+                step: state.optimizer_step,
+                tensors: tensor_file::read(&dir.join(optimizer_file(shard)))?,
+                shard,
             });
         }
         Ok(Checkpoint {
             step: state.step,
             config: state.config,
             model: tensor_file::read(&dir.join(MODEL_FILE))?,
-            optimizer: OptimizerState {
-                step: state.optimizer_step,
-                tensors: tensor_file::read(&dir.join(OPTIMIZER_FILE))?,
-            },
+            optimizer,
             caller: state.caller,
         })
     }
@@ -173,7 +319,9 @@ mod tests {
     /// Files store tensors sorted by name.
     fn sorted(mut c: Checkpoint) -> Checkpoint {
         c.model.sort_by(|a, b| a.name.cmp(&b.name));
-        c.optimizer.tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        for o in &mut c.optimizer {
+            o.tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         c
     }
 
@@ -187,10 +335,11 @@ mod tests {
             step,
             config: RunConfig::default(),
             model: vec![t("w", step as f32)],
-            optimizer: OptimizerState {
+            optimizer: vec![OptimizerState {
                 step,
                 tensors: vec![t("w.exp_avg", 0.5), t("w.exp_avg_sq", 0.25)],
-            },
+                shard: None,
+            }],
             caller: serde_json::json!({"epoch": 1, "position": step}),
         }
     }

@@ -10,13 +10,24 @@
 //! ```text
 //! <root>/step-00001000/
 //!     model.safetensors       parameters by path (f32)
-//!     optimizer.safetensors   AdamW moments, `<path>.exp_avg` / `<path>.exp_avg_sq`
-//!     state.json              format_version, step, optimizer_step, config, caller
+//!     optimizer.safetensors   one rank: AdamW moments, `<path>.exp_avg` / `<path>.exp_avg_sq`
+//!     optimizer-rank-00001-of-00004.safetensors
+//!                             ZeRO-1: each rank's shard of the moments (flat `exp_avg`,
+//!                             `exp_avg_sq`), instead of `optimizer.safetensors`
+//!     state.json              format_version, step, optimizer_step, optimizer_shards
+//!                             (world and bucket size, when sharded), config, caller
 //! ```
 //!
 //! A checkpoint is written under `step-XXXXXXXX.tmp/`, every file and the directory are
 //! fsynced, then it is renamed into place: a crash leaves either the complete new
-//! checkpoint or none, and the previous one is untouched.
+//! checkpoint or none, and the previous one is untouched. With several ranks
+//! ([`FileCheckpointer::save_ranked`]) rank 0 prepares the directory, every rank writes
+//! its optimiser shard, rank 0 writes the model and the state and renames; the ranks
+//! agree after each phase, so one rank's failure fails the save on all of them (ranks on
+//! several machines need a shared file system for the run directory).
+//!
+//! The shards of any world size merge into the whole state
+//! ([`crate::optim::sharded::merge`]), so a run resumes on another number of ranks.
 
 pub mod file;
 
@@ -28,8 +39,11 @@ use std::path::{Path, PathBuf};
 
 pub use file::FileCheckpointer;
 
-/// Version of the checkpoint layout; readers refuse others.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the checkpoint layout written; readers take it and the versions in
+/// [`READABLE_VERSIONS`], and refuse others.
+pub const FORMAT_VERSION: u32 = 2;
+/// Versions this build reads (1: no optimiser shards).
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 /// The content of one checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +54,9 @@ pub struct Checkpoint {
     pub config: RunConfig,
     /// Model parameters by path.
     pub model: Vec<NamedTensor>,
-    /// Optimiser state.
-    pub optimizer: OptimizerState,
+    /// Optimiser state: the whole state, or the shards of every rank (when saving with
+    /// [`FileCheckpointer::save_ranked`], this rank's own).
+    pub optimizer: Vec<OptimizerState>,
     /// The caller's own state (loader cursor, …), stored verbatim.
     pub caller: serde_json::Value,
 }

@@ -17,14 +17,14 @@
 pub mod threads;
 
 use crate::Result;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Tensor};
 
 /// Data-parallel communication among `world` ranks.
 ///
 /// Tensors are flat (`[n]`) and of any float dtype; the result has the input's dtype.
 /// Sums are taken in `f32` or wider.
-pub trait Collective<B: Backend>: Send {
+pub trait Collective<B: Backend>: Send + Sync {
     /// This rank, `0..world`.
     fn rank(&self) -> usize;
 
@@ -47,6 +47,21 @@ pub trait Collective<B: Backend>: Send {
 
     /// Return once every rank has called it.
     fn barrier(&self) -> Result<()>;
+}
+
+/// Whether `ok` holds on every rank (an all-reduce of one flag): lets the ranks take a
+/// decision together, so that one rank's failure ends the operation on all of them.
+pub fn all_ok<B: Backend>(
+    collective: &dyn Collective<B>,
+    ok: bool,
+    device: &B::Device,
+) -> Result<bool> {
+    if collective.world() == 1 {
+        return Ok(ok);
+    }
+    let failed = Tensor::<B, 1>::from_floats([if ok { 0.0 } else { 1.0 }], device);
+    let failed = collective.all_reduce(failed)?.into_scalar().elem::<f32>();
+    Ok(failed == 0.0)
 }
 
 /// A single rank: every operation is the identity (no communication).

@@ -12,7 +12,7 @@
 //! Weight decay applies to parameters of rank ≥ 2 (weight matrices, embedding and bias
 //! tables); every bias and LayerNorm parameter is a vector and is not decayed.
 
-use super::{Gradients, Optimizer, OptimizerState};
+use super::{Gradients, Optimizer, OptimizerState, StepOutcome, StepRequest};
 use crate::kernels::{AdamWUpdate, Kernels};
 use crate::params::{NamedTensor, ParamSpec, tensor_to_vec};
 use crate::{Error, Result};
@@ -90,24 +90,47 @@ impl<B: Backend> AdamW<B> {
     }
 }
 
+impl AdamWConfig {
+    /// The scalars of update number `step` (1-based) with learning rate `lr`, gradients
+    /// multiplied by `grad_scale`, with or without weight decay.
+    pub fn update(&self, step: u64, lr: f64, grad_scale: f64, decay: bool) -> AdamWUpdate {
+        let t = step as i32;
+        // PyTorch's update with the bias corrections folded into two scalars:
+        // lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε) = step_size · m/(√v + ε̂).
+        let sqrt_bias2 = (1.0 - self.beta2.powi(t)).sqrt();
+        AdamWUpdate {
+            grad_scale,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps * sqrt_bias2,
+            step_size: lr * sqrt_bias2 / (1.0 - self.beta1.powi(t)),
+            decay: if decay {
+                1.0 - lr * self.weight_decay
+            } else {
+                1.0
+            },
+        }
+    }
+}
+
 impl<B: Kernels> Optimizer<B> for AdamW<B> {
     fn step(
         &mut self,
         params: Vec<Tensor<B, 1>>,
-        grads: &Gradients<B>,
-        lr: f64,
-        grad_scale: f64,
-    ) -> Vec<Tensor<B, 1>> {
+        grads: Gradients<B>,
+        request: &StepRequest,
+    ) -> Result<StepOutcome<B>> {
         assert_eq!(params.len(), self.slots.len(), "one value per parameter");
         assert_eq!(grads.len(), self.slots.len(), "one gradient per parameter");
+        let grad_norm = super::global_norm(&grads) / request.grad_divisor;
+        if !grad_norm.is_finite() {
+            return Ok(StepOutcome {
+                grad_norm,
+                params: None,
+            });
+        }
+        let grad_scale = super::clip_factor(grad_norm, request.clip_norm) / request.grad_divisor;
         self.step += 1;
-        let c = self.config;
-        let t = self.step as i32;
-        // PyTorch's update with the bias corrections folded into two scalars:
-        // lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε) = step_size · m/(√v + ε̂).
-        let sqrt_bias2 = (1.0 - c.beta2.powi(t)).sqrt();
-        let step_size = lr * sqrt_bias2 / (1.0 - c.beta1.powi(t));
-        let eps = c.eps * sqrt_bias2;
         // The moments are moved out and back so that, uniquely owned, they can be
         // updated in place.
         let (values, slots): (Vec<_>, Vec<_>) = params
@@ -116,20 +139,10 @@ impl<B: Kernels> Optimizer<B> for AdamW<B> {
             .zip(std::mem::take(&mut self.slots))
             .map(|((p, g), slot)| {
                 let Some(g) = g else { return (p, slot) };
-                let update = AdamWUpdate {
-                    grad_scale,
-                    beta1: c.beta1,
-                    beta2: c.beta2,
-                    eps,
-                    step_size,
-                    decay: if slot.decay {
-                        1.0 - lr * c.weight_decay
-                    } else {
-                        1.0
-                    },
-                };
-                let [p, m, v] =
-                    B::adamw_update(p, g.clone(), slot.exp_avg, slot.exp_avg_sq, &update);
+                let update = self
+                    .config
+                    .update(self.step, request.lr, grad_scale, slot.decay);
+                let [p, m, v] = B::adamw_update(p, g, slot.exp_avg, slot.exp_avg_sq, &update);
                 let slot = Slot {
                     exp_avg: m,
                     exp_avg_sq: v,
@@ -139,68 +152,119 @@ impl<B: Kernels> Optimizer<B> for AdamW<B> {
             })
             .unzip();
         self.slots = slots;
-        values
+        Ok(StepOutcome {
+            grad_norm,
+            params: Some(values),
+        })
+    }
+
+    fn shard(&self) -> Option<super::ShardInfo> {
+        None
+    }
+
+    fn state_bytes(&self) -> u64 {
+        let numel: usize = self.slots.iter().map(|s| s.spec.numel()).sum();
+        12 * numel as u64
     }
 
     fn state(&self) -> OptimizerState {
-        let mut tensors = Vec::with_capacity(2 * self.slots.len());
-        for slot in &self.slots {
-            for (suffix, t) in [(EXP_AVG, &slot.exp_avg), (EXP_AVG_SQ, &slot.exp_avg_sq)] {
-                tensors.push(NamedTensor {
-                    name: format!("{}.{suffix}", slot.spec.name),
-                    shape: slot.spec.shape.clone(),
-                    data: tensor_to_vec(t.clone()),
-                });
-            }
-        }
+        let whole = self
+            .slots
+            .iter()
+            .map(|s| [s.exp_avg.clone(), s.exp_avg_sq.clone()].map(tensor_to_vec))
+            .collect();
+        let specs: Vec<ParamSpec> = self.slots.iter().map(|s| s.spec.clone()).collect();
         OptimizerState {
             step: self.step,
-            tensors,
+            tensors: named_state(&specs, whole),
+            shard: None,
         }
     }
 
-    fn load_state(&mut self, state: OptimizerState, source: &Path) -> Result<()> {
-        let mut by_name: std::collections::BTreeMap<String, NamedTensor> = state
-            .tensors
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
-        let mut take = |spec: &ParamSpec, suffix: &str| -> Result<Tensor<B, 1>> {
-            let name = format!("{}.{suffix}", spec.name);
-            let t = by_name.remove(&name).ok_or_else(|| Error::MissingTensor {
+    fn load_state(
+        &mut self,
+        state: OptimizerState,
+        _params: &[Tensor<B, 1>],
+        source: &Path,
+    ) -> Result<()> {
+        if let Some(shard) = state.shard {
+            return Err(Error::Checkpoint {
                 path: source.to_path_buf(),
-                name: name.clone(),
-            })?;
-            if t.shape != spec.shape {
-                return Err(Error::TensorMismatch {
-                    path: source.to_path_buf(),
-                    name,
-                    expected: format!("shape {:?}", spec.shape),
-                    got: format!("shape {:?}", t.shape),
-                });
-            }
-            Ok(Tensor::from_data(
-                TensorData::new(t.data, [spec.numel()]),
-                &self.device,
-            ))
-        };
-        let mut loaded = Vec::with_capacity(self.slots.len());
-        for slot in &self.slots {
-            loaded.push((take(&slot.spec, EXP_AVG)?, take(&slot.spec, EXP_AVG_SQ)?));
-        }
-        if !by_name.is_empty() {
-            return Err(Error::UnexpectedTensors {
-                path: source.to_path_buf(),
-                names: by_name.into_keys().take(8).collect(),
+                message: format!(
+                    "holds the optimiser shard of rank {} of {}; merge the shards first",
+                    shard.rank, shard.world
+                ),
             });
         }
-        for (slot, (m, v)) in self.slots.iter_mut().zip(loaded) {
+        let specs: Vec<ParamSpec> = self.slots.iter().map(|s| s.spec.clone()).collect();
+        let whole = whole_state(state.tensors, &specs, source)?;
+        for (slot, moments) in self.slots.iter_mut().zip(whole) {
+            let n = slot.spec.numel();
+            let [m, v] =
+                moments.map(|data| Tensor::from_data(TensorData::new(data, [n]), &self.device));
             slot.exp_avg = m;
             slot.exp_avg_sq = v;
         }
         self.step = state.step;
         Ok(())
     }
+}
+
+/// The whole-model state tensors, `<path>.exp_avg` and `<path>.exp_avg_sq` of every
+/// parameter in order, from their values (`[exp_avg, exp_avg_sq]` per parameter).
+pub(crate) fn named_state(specs: &[ParamSpec], moments: Vec<[Vec<f32>; 2]>) -> Vec<NamedTensor> {
+    specs
+        .iter()
+        .zip(moments)
+        .flat_map(|(spec, values)| {
+            [EXP_AVG, EXP_AVG_SQ]
+                .into_iter()
+                .zip(values)
+                .map(|(slot, data)| NamedTensor {
+                    name: format!("{}.{slot}", spec.name),
+                    shape: spec.shape.clone(),
+                    data,
+                })
+        })
+        .collect()
+}
+
+/// The inverse of [`named_state`]: every parameter's moments, checked for presence and
+/// shape; extra tensors are an error. `source` names the file in errors.
+pub(crate) fn whole_state(
+    tensors: Vec<NamedTensor>,
+    specs: &[ParamSpec],
+    source: &Path,
+) -> Result<Vec<[Vec<f32>; 2]>> {
+    let mut by_name: std::collections::BTreeMap<String, NamedTensor> =
+        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let mut take = |spec: &ParamSpec, slot: &str| -> Result<Vec<f32>> {
+        let name = format!("{}.{slot}", spec.name);
+        let t = by_name.remove(&name).ok_or_else(|| Error::MissingTensor {
+            path: source.to_path_buf(),
+            name: name.clone(),
+        })?;
+        if t.shape != spec.shape {
+            return Err(Error::TensorMismatch {
+                path: source.to_path_buf(),
+                name,
+                expected: format!("shape {:?}", spec.shape),
+                got: format!("shape {:?}", t.shape),
+            });
+        }
+        Ok(t.data)
+    };
+    let mut whole = Vec::with_capacity(specs.len());
+    for spec in specs {
+        whole.push([take(spec, EXP_AVG)?, take(spec, EXP_AVG_SQ)?]);
+    }
+    if !by_name.is_empty() {
+        return Err(Error::UnexpectedTensors {
+            path: source.to_path_buf(),
+            names: by_name.into_keys().take(8).collect(),
+        });
+    }
+    Ok(whole)
 }
 
 #[cfg(test)]
@@ -214,6 +278,15 @@ mod tests {
         ParamSpec {
             name: name.into(),
             shape: shape.to_vec(),
+        }
+    }
+
+    /// No clipping, gradients halved (the mean of two micro-batches).
+    fn halved(lr: f64) -> StepRequest {
+        StepRequest {
+            lr,
+            clip_norm: 0.0,
+            grad_divisor: 2.0,
         }
     }
 
@@ -253,7 +326,11 @@ mod tests {
                 Some(Tensor::from_floats([g[0] as f32, g[1] as f32], &device)),
                 Some(Tensor::from_floats([g[2] as f32], &device)),
             ];
-            params = opt.step(params, &grads, lr, 0.5);
+            params = opt
+                .step(params, grads, &halved(lr))
+                .unwrap()
+                .params
+                .unwrap();
         }
         let got: Vec<f32> = params.into_iter().flat_map(tensor_to_vec).collect();
         for (g, w) in got.iter().zip(p) {
@@ -280,18 +357,27 @@ mod tests {
             Some(Tensor::from_floats([0.1, -0.3, 0.7, 1e-3], &device)),
             Some(Tensor::from_floats([3.0, -1.0], &device)),
         ];
-        let params = opt.step(params, &grads, 1e-3, 1.0);
+        let request = StepRequest {
+            lr: 1e-3,
+            clip_norm: 0.0,
+            grad_divisor: 1.0,
+        };
+        let step = |opt: &mut AdamW<B>, params| {
+            let grads = grads.clone();
+            opt.step(params, grads, &request).unwrap().params.unwrap()
+        };
+        let params = step(&mut opt, params);
         let state = opt.state();
         let mut restored = AdamW::<B>::new(specs, config, &device);
-        restored.load_state(state.clone(), Path::new("x")).unwrap();
+        restored
+            .load_state(state.clone(), &[], Path::new("x"))
+            .unwrap();
         assert_eq!(restored.state(), state);
-        let a: Vec<f32> = opt
-            .step(params.clone(), &grads, 1e-3, 1.0)
+        let a: Vec<f32> = step(&mut opt, params.clone())
             .into_iter()
             .flat_map(tensor_to_vec)
             .collect();
-        let b: Vec<f32> = restored
-            .step(params, &grads, 1e-3, 1.0)
+        let b: Vec<f32> = step(&mut restored, params)
             .into_iter()
             .flat_map(tensor_to_vec)
             .collect();
@@ -305,7 +391,7 @@ mod tests {
         let opt = AdamW::<B>::new(vec![spec("w", &[3])], config, &device);
         let mut other = AdamW::<B>::new(vec![spec("w", &[4])], config, &device);
         let err = other
-            .load_state(opt.state(), Path::new("opt.safetensors"))
+            .load_state(opt.state(), &[], Path::new("opt.safetensors"))
             .unwrap_err();
         assert!(err.to_string().contains("w.exp_avg"), "{err}");
     }

@@ -1,6 +1,7 @@
 //! A [`Batch`] from the loader, checked against the model and uploaded to a device.
 
 use crate::model::EncoderInput;
+use crate::sample::position_uniforms;
 use crate::{Error, Result};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -19,6 +20,9 @@ pub struct DeviceBatch<B: Backend> {
     pub targets: Tensor<B, 1, Int>,
     /// 1 at real tokens, 0 at pads, `[batch · seq]`.
     pub real: Tensor<B, 1>,
+    /// One `U[0, 1)` per masked position for the generator's draw, `[n_masked]`
+    /// ([`position_uniforms`]).
+    pub uniforms: Tensor<B, 1>,
     /// Number of masked positions.
     pub n_masked: usize,
     /// Number of real tokens.
@@ -74,11 +78,25 @@ fn check_rows(
 }
 
 impl<B: Backend> DeviceBatch<B> {
-    /// Check `batch` against the model configuration and upload it.
-    pub fn upload(batch: &Batch, model: &ModelConfig, device: &B::Device) -> Result<Self> {
+    /// Check `batch` against the model configuration and upload it; the generator's
+    /// draws will be keyed by `sample_seed` ([`position_uniforms`]).
+    pub fn upload(
+        batch: &Batch,
+        model: &ModelConfig,
+        sample_seed: u64,
+        device: &B::Device,
+    ) -> Result<Self> {
         let (rows, seq) = (batch.batch_size, batch.seq_len);
         if rows == 0 {
             return Err(bad(batch, "batch_size", "at least 1 row", 0));
+        }
+        if batch.example_indices.len() != rows {
+            return Err(bad(
+                batch,
+                "example_indices",
+                format!("{rows} rows"),
+                batch.example_indices.len(),
+            ));
         }
         check_rows(
             batch,
@@ -132,12 +150,14 @@ impl<B: Backend> DeviceBatch<B> {
             .map(|&p| batch.original_ids[p as usize] as i64)
             .collect();
         let real: Vec<f32> = batch.attention_mask().into_iter().map(f32::from).collect();
+        let uniforms = position_uniforms(sample_seed, batch);
         Ok(Self {
             input: EncoderInput::new(&batch.input_ids, &batch.lengths, rows, seq, device),
             original: ints(batch.original_ids.iter().map(|&i| i as i64).collect()),
             masked: ints(batch.masked_positions.iter().map(|&p| p as i64).collect()),
             targets: ints(targets),
             real: Tensor::from_data(TensorData::new(real, [rows * seq]), device),
+            uniforms: Tensor::from_data(TensorData::new(uniforms, [batch.n_masked()]), device),
             n_masked: batch.n_masked(),
             n_real: batch.n_tokens(),
             crop,
@@ -156,7 +176,7 @@ mod tests {
         let device = Default::default();
         let good = synthetic_batch(&config, 3);
         let upload = |b: &Batch| {
-            DeviceBatch::<crate::CpuInner>::upload(b, &config.model, &device).map(|_| ())
+            DeviceBatch::<crate::CpuInner>::upload(b, &config.model, 0, &device).map(|_| ())
         };
         upload(&good).unwrap();
 
@@ -185,6 +205,15 @@ mod tests {
         let mut b = good.clone();
         b.original_ids.pop();
         assert!(upload(&b).unwrap_err().to_string().contains("original_ids"));
+
+        let mut b = good.clone();
+        b.example_indices.pop();
+        assert!(
+            upload(&b)
+                .unwrap_err()
+                .to_string()
+                .contains("example_indices")
+        );
 
         let mut b = good;
         b.masked_positions.reverse();

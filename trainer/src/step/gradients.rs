@@ -118,7 +118,8 @@ mod tests {
         let device = Default::default();
         B::seed(&device, 1);
         let model = CocoLm::<B>::init(&config.model, &device).unwrap();
-        let b = DeviceBatch::upload(&synthetic_batch(&config, 0), &config.model, &device).unwrap();
+        let b =
+            DeviceBatch::upload(&synthetic_batch(&config, 0), &config.model, 0, &device).unwrap();
         let with = |mlm: f64, copy: f64, clm: f64, scl: f64| {
             let mut c = config.clone();
             (

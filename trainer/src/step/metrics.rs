@@ -24,12 +24,12 @@ macro_rules! micro_stats {
 
         impl<T> MicroStats<T> {
             /// The fields in their fixed order.
-            fn into_array(self) -> [T; FIELDS] {
+            pub(crate) fn into_array(self) -> [T; FIELDS] {
                 [$(self.$field),+]
             }
 
             /// The inverse of [`MicroStats::into_array`].
-            fn from_array(values: [T; FIELDS]) -> Self {
+            pub(crate) fn from_array(values: [T; FIELDS]) -> Self {
                 let [$($field),+] = values;
                 Self { $($field),+ }
             }
@@ -118,6 +118,9 @@ pub struct StepMetrics {
     pub tokens_per_s: f64,
     /// Fraction of wall time spent waiting for batches (filled in by the loop).
     pub data_wait_fraction: Option<f64>,
+    /// Bytes of optimiser state on this rank (fp32 master weights and moments).
+    #[serde(default)]
+    pub optimizer_state_bytes: u64,
 }
 
 /// What [`StepMetrics::new`] needs besides the statistics.
@@ -125,7 +128,7 @@ pub struct StepMetrics {
 pub struct StepInfo {
     /// Optimiser steps completed, this one included.
     pub step: u64,
-    /// Micro-batches of the step.
+    /// Micro-batches of the step, over all ranks.
     pub micro_batches: usize,
     /// Whether SCL is on (its loss is reported).
     pub scl: bool,
@@ -135,6 +138,8 @@ pub struct StepInfo {
     pub grad_norm: f64,
     /// Wall time of the step in seconds.
     pub elapsed_s: f64,
+    /// Bytes of optimiser state on this rank.
+    pub optimizer_state_bytes: u64,
 }
 
 impl StepMetrics {
@@ -159,6 +164,7 @@ impl StepMetrics {
             step_ms: info.elapsed_s * 1e3,
             tokens_per_s: ratio(stats.n_real, info.elapsed_s),
             data_wait_fraction: None,
+            optimizer_state_bytes: info.optimizer_state_bytes,
         }
     }
 }

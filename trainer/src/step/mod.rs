@@ -21,24 +21,60 @@ pub use gradients::{VocabParams, micro_gradients};
 pub use metrics::{MicroStats, StepInfo, StepMetrics};
 pub use objective::{LossWeights, MicroLoss, forward_loss};
 
+use crate::collective::{Collective, SingleRank};
 use crate::kernels::TrainBackend;
 use crate::model::CocoLm;
-use crate::optim::{self, AdamW, AdamWConfig, LinearSchedule, Optimizer};
+use crate::optim::{
+    self, AdamW, AdamWConfig, LinearSchedule, Optimizer, ShardedAdamW, StepRequest,
+};
 use crate::params;
 use crate::{Error, Result};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
 use cocolm_shared::hash::seed_of;
 use cocolm_shared::{Batch, RunConfig};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Domain tag mixed into the seed of the initial weights.
 const INIT_TAG: u64 = 0x696e_6974; // "init"
+/// Domain tag mixed into the seed of the generator's draws.
+const SAMPLE_TAG: u64 = 0x7361_6d70; // "samp"
+
+/// How the data-parallel ranks of a run share the optimiser (one variant per topology).
+pub enum DataParallel<B: Backend> {
+    /// One rank holding the whole optimiser state ([`AdamW`]).
+    Single,
+    /// ZeRO stage 1 across the ranks of `collective`, one rank included
+    /// ([`ShardedAdamW`]).
+    Zero1 {
+        /// The ranks.
+        collective: Arc<dyn Collective<B>>,
+        /// Elements per communication bucket.
+        bucket: usize,
+    },
+}
+
+impl<B: Backend> std::fmt::Debug for DataParallel<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataParallel::Single => f.write_str("Single"),
+            DataParallel::Zero1 { collective, bucket } => f
+                .debug_struct("Zero1")
+                .field("rank", &collective.rank())
+                .field("world", &collective.world())
+                .field("bucket", bucket)
+                .finish(),
+        }
+    }
+}
 
 /// The model, its optimiser and schedule, and the step counter.
 pub struct Trainer<B: AutodiffBackend> {
     model: CocoLm<B>,
     vocab_params: VocabParams,
-    optimizer: AdamW<B::InnerBackend>,
+    optimizer: Box<dyn Optimizer<B::InnerBackend>>,
+    collective: Arc<dyn Collective<B::InnerBackend>>,
     schedule: LinearSchedule,
     config: RunConfig,
     weights: LossWeights,
@@ -47,17 +83,52 @@ pub struct Trainer<B: AutodiffBackend> {
 }
 
 impl<B: TrainBackend> Trainer<B> {
-    /// A fresh model (seeded from `train.seed`), zero optimiser state, step 0.
+    /// A fresh model (seeded from `train.seed`), zero optimiser state, step 0, one rank.
     pub fn new(config: &RunConfig, device: &B::Device) -> Result<Self> {
-        B::seed(device, seed_of(&[config.train.seed, INIT_TAG]));
-        let model = CocoLm::init(&config.model, device)?;
+        Self::with_topology(config, device, DataParallel::Single)
+    }
+
+    /// The same, as one rank of a data-parallel run: every rank starts from rank 0's
+    /// parameters.
+    pub fn with_topology(
+        config: &RunConfig,
+        device: &B::Device,
+        topology: DataParallel<B::InnerBackend>,
+    ) -> Result<Self> {
+        let mut model = {
+            // The CPU backends' RNG is process-wide: ranks sharing a process (threads)
+            // draw their initial weights one at a time.
+            static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one_at_a_time = INIT.lock().unwrap_or_else(|e| e.into_inner());
+            B::seed(device, seed_of(&[config.train.seed, INIT_TAG]));
+            CocoLm::init(&config.model, device)?
+        };
         let specs = params::param_specs(&model);
         let vocab_params = VocabParams::find(&specs);
-        let optimizer = AdamW::new(specs, AdamWConfig::from_train_config(&config.train), device);
+        let adamw = AdamWConfig::from_train_config(&config.train);
+        let (collective, optimizer): (_, Box<dyn Optimizer<B::InnerBackend>>) = match topology {
+            DataParallel::Single => (
+                Arc::new(SingleRank) as Arc<dyn Collective<B::InnerBackend>>,
+                Box::new(AdamW::new(specs, adamw, device)),
+            ),
+            DataParallel::Zero1 { collective, bucket } => {
+                if collective.world() > 1 {
+                    let numel: Vec<usize> = specs.iter().map(params::ParamSpec::numel).collect();
+                    let flat = Tensor::cat(params::flat_values(&model), 0);
+                    let flat = collective.broadcast(flat, 0)?;
+                    model = params::set_flat_values(model, optim::sharded::split(flat, &numel));
+                }
+                let values = params::flat_values(&model);
+                let sharded =
+                    ShardedAdamW::new(specs, &values, adamw, collective.clone(), bucket, device);
+                (collective, Box::new(sharded))
+            }
+        };
         Ok(Self {
             model,
             vocab_params,
             optimizer,
+            collective,
             schedule: LinearSchedule {
                 peak: config.train.lr,
                 warmup: config.train.warmup_steps,
@@ -86,83 +157,122 @@ impl<B: TrainBackend> Trainer<B> {
     }
 
     /// The optimiser.
-    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
-        &self.optimizer
+    pub fn optimizer(&self) -> &dyn Optimizer<B::InnerBackend> {
+        self.optimizer.as_ref()
     }
 
-    /// Replace model, optimiser state and step (resuming from a checkpoint).
+    /// The data-parallel ranks.
+    pub fn collective(&self) -> &dyn Collective<B::InnerBackend> {
+        self.collective.as_ref()
+    }
+
+    /// Replace model, optimiser state and step (resuming from a checkpoint). `optimizer`
+    /// is what the checkpoint holds: the whole state, or the shards of every rank of any
+    /// world size (merged when they are not this rank's layout).
     pub fn restore(
         &mut self,
         step: u64,
         model: Vec<params::NamedTensor>,
-        optimizer: optim::OptimizerState,
+        mut optimizer: Vec<optim::OptimizerState>,
         source: &std::path::Path,
     ) -> Result<()> {
         self.model = params::import(self.model.clone(), model, source, &self.device)?;
-        self.optimizer.load_state(optimizer, source)?;
+        let values = params::flat_values(&self.model);
+        let own = self.optimizer.shard();
+        let state = match optimizer.iter().position(|o| o.shard == own) {
+            Some(at) => optimizer.swap_remove(at),
+            None => optim::sharded::merge(optimizer, &params::param_specs(&self.model), source)?,
+        };
+        self.optimizer.load_state(state, &values, source)?;
         self.step = step;
         Ok(())
     }
 
-    /// One optimiser step over `micro_batches` (as many as `train.grad_accum`).
+    /// One optimiser step over this rank's `micro_batches` (as many as
+    /// `train.grad_accum`); every rank of the run calls it with its own batches.
     ///
-    /// Nothing is applied when the loss or the gradient norm is not finite
+    /// Nothing is applied when the loss or the gradient norm is not finite on any rank
     /// ([`Error::NonFinite`], `last_checkpoint` left empty for the caller to fill).
     pub fn train_step(&mut self, micro_batches: &[Batch]) -> Result<StepMetrics> {
         let started = Instant::now();
-        if micro_batches.len() != self.config.train.grad_accum {
+        let accum = self.config.train.grad_accum;
+        if micro_batches.len() != accum {
             return Err(Error::config(
                 "train.grad_accum",
                 format!(
-                    "{} micro-batches per step, got {}",
-                    self.config.train.grad_accum,
+                    "{accum} micro-batches per step, got {}",
                     micro_batches.len()
                 ),
             ));
         }
+        let seed = self.config.train.seed;
+        let (rank, world) = (self.collective.rank(), self.collective.world());
+        let sample_seed = seed_of(&[seed, self.step, SAMPLE_TAG]);
         let mut sum: Option<optim::Gradients<B::InnerBackend>> = None;
         let mut stats = MicroStats::default();
         for (index, batch) in micro_batches.iter().enumerate() {
-            B::seed(
-                &self.device,
-                seed_of(&[self.config.train.seed, self.step, index as u64]),
-            );
-            let device_batch = DeviceBatch::upload(batch, &self.config.model, &self.device)?;
+            // Numbered across ranks, so a global batch split over fewer or more ranks
+            // replays the same dropout.
+            let micro = (rank * accum + index) as u64;
+            B::seed(&self.device, seed_of(&[seed, self.step, micro]));
+            let device_batch =
+                DeviceBatch::upload(batch, &self.config.model, sample_seed, &self.device)?;
             let loss = forward_loss(&self.model, &device_batch, &self.weights);
-            let micro = loss.stats.clone().read();
-            if !micro.loss.is_finite() {
-                return Err(self.non_finite("loss", micro.loss));
-            }
-            stats += micro;
+            stats += loss.stats.clone().read();
             let grads = micro_gradients(&self.model, loss, self.vocab_params);
             match &mut sum {
                 Some(sum) => optim::accumulate(sum, grads),
                 None => sum = Some(grads),
             }
         }
-        let grads = sum.unwrap_or_default();
-        let accum = micro_batches.len() as f64;
-        let grad_norm = optim::global_norm(&grads) / accum;
-        if !grad_norm.is_finite() {
-            return Err(self.non_finite("gradient norm", grad_norm));
+        if world > 1 {
+            stats = self.all_reduce_stats(stats)?;
         }
-        let grad_scale = optim::clip_factor(grad_norm, self.config.train.clip_norm) / accum;
+        let micro_batches = accum * world;
         let lr = self.schedule.lr(self.step);
+        let request = StepRequest {
+            lr,
+            clip_norm: self.config.train.clip_norm,
+            grad_divisor: micro_batches as f64,
+        };
         let values = params::flat_values(&self.model);
-        let updated = self.optimizer.step(values, &grads, lr, grad_scale);
+        let outcome = self
+            .optimizer
+            .step(values, sum.unwrap_or_default(), &request)?;
+        let Some(updated) = outcome.params else {
+            return Err(if stats.loss.is_finite() {
+                self.non_finite("gradient norm", outcome.grad_norm)
+            } else {
+                self.non_finite("loss", stats.loss)
+            });
+        };
         self.model = params::set_flat_values(self.model.clone(), updated);
         self.step += 1;
         Ok(StepMetrics::new(
             &stats,
             StepInfo {
                 step: self.step,
-                micro_batches: micro_batches.len(),
+                micro_batches,
                 scl: self.config.model.scl,
                 lr,
-                grad_norm,
+                grad_norm: outcome.grad_norm,
                 elapsed_s: started.elapsed().as_secs_f64(),
+                optimizer_state_bytes: self.optimizer.state_bytes(),
             },
         ))
+    }
+
+    /// The statistics summed over all ranks.
+    fn all_reduce_stats(&self, stats: MicroStats) -> Result<MicroStats> {
+        let values = stats.into_array().map(|v| v as f32);
+        let n = values.len();
+        let device = &self.device;
+        let tensor =
+            Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(values.to_vec(), [n]), device);
+        let summed = params::tensor_to_vec(self.collective.all_reduce(tensor)?);
+        Ok(MicroStats::from_array(std::array::from_fn(|i| {
+            f64::from(summed[i])
+        })))
     }
 
     fn non_finite(&self, what: &'static str, value: f64) -> Error {
@@ -200,8 +310,15 @@ mod tests {
     #[test]
     fn weight_decay_skips_biases_and_layer_norms() {
         let config = tiny_config();
-        let trainer = Trainer::<B>::new(&config, &Default::default()).unwrap();
-        for (name, decay) in trainer.optimizer().decay_mask() {
+        let device = Default::default();
+        let model = CocoLm::<B>::init(&config.model, &device).unwrap();
+        let specs = params::param_specs(&model);
+        let adamw = AdamW::<crate::CpuInner>::new(
+            specs,
+            AdamWConfig::from_train_config(&config.train),
+            &device,
+        );
+        for (name, decay) in adamw.decay_mask() {
             let vector = name.ends_with(".bias") || name.contains("norm.");
             assert_eq!(decay, !vector, "{name}");
         }

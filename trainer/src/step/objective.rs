@@ -143,7 +143,8 @@ fn generator<B: TrainBackend>(
         &c.table.device(),
     );
     let bias = model.generator.head.bias.val().inner();
-    let (loss, samples) = vocab_loss(x, c.table.clone(), bias, c.targets.clone(), w, true);
+    let uniforms = Some(batch.uniforms.clone().inner());
+    let (loss, samples) = vocab_loss(x, c.table.clone(), bias, c.targets.clone(), w, uniforms);
     (loss, samples.expect("vocab_loss draws when asked to"))
 }
 
@@ -241,7 +242,7 @@ fn corrector<B: TrainBackend>(
             .add_scalar(1.0);
         let w = keep.clone().mul_scalar(c.weights.clm * c.per_masked);
         let bias = model.corrector.lm_head.bias.val().inner();
-        let (loss, _) = vocab_loss(x, c.table.clone(), bias, c.targets.clone(), w, false);
+        let (loss, _) = vocab_loss(x, c.table.clone(), bias, c.targets.clone(), w, None);
         let weighted = (loss.cross_entropy.clone() * keep).sum();
         (loss, weighted)
     });
@@ -369,7 +370,7 @@ mod tests {
         CpuBackend::seed(&device, 2);
         let model = CocoLm::<CpuBackend>::init(&config.model, &device).unwrap();
         let raw = synthetic_batch(&config, 1);
-        let b = DeviceBatch::upload(&raw, &config.model, &device).unwrap();
+        let b = DeviceBatch::upload(&raw, &config.model, 0, &device).unwrap();
         let loss = forward_loss(&model, &b, &LossWeights::from_config(&config));
         let s = loss.stats.read();
         let n_m = raw.n_masked() as f64;
