@@ -90,16 +90,31 @@ impl ModelConfig {
     }
 }
 
-/// Numeric precision of the forward and backward passes.
+/// Where the model trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// The CPU (fp32: fused multi-threaded kernels; bf16/fp16: the portable code path on
+    /// burn-flex, the one CUDA runs).
+    #[default]
+    Cpu,
+    /// The first visible CUDA GPU of the process (a build with the `cuda` feature).
+    Cuda,
+}
+
+/// Numeric precision of the forward and backward passes. Parameters, gradients and the
+/// optimiser state are fp32 in every case (master weights); half precision casts the
+/// parameters where they are used and keeps LayerNorm statistics, softmax, the
+/// vocabulary logits and the losses in fp32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// 32-bit floats everywhere (the CPU default).
+    /// 32-bit floats everywhere.
     #[default]
     Fp32,
-    /// Half precision with fp32 master weights and dynamic loss scaling (CUDA).
+    /// IEEE half precision, with dynamic loss scaling (`train.loss_scale_*`).
     Fp16,
-    /// bfloat16 with fp32 master weights (CUDA).
+    /// bfloat16 (no loss scaling: its range is fp32's).
     Bf16,
 }
 
@@ -146,8 +161,20 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Checkpoints kept on disk (the newest); at least 1.
     pub keep_checkpoints: usize,
-    /// Numeric precision (fp32 on CPU).
+    /// Where the model trains.
+    pub device: Device,
+    /// Numeric precision of the forward and backward passes.
     pub precision: Precision,
+    /// fp16 only: the initial loss scale.
+    pub loss_scale_initial: f64,
+    /// fp16 only: the scale doubles after this many steps without overflow.
+    pub loss_scale_window: u64,
+    /// fp16 only: overflowing steps (each skipped) before the scale is halved; the count
+    /// restarts when the scale grows.
+    pub loss_scale_hysteresis: u32,
+    /// fp16 only: the scale never falls below this; a non-finite step at this scale
+    /// stops the run.
+    pub loss_scale_min: f64,
     /// Elements per communication bucket of the ZeRO-1 optimiser (data-parallel runs):
     /// gradients are reduce-scattered and parameters all-gathered this many at a time.
     pub zero_bucket: usize,
@@ -175,7 +202,12 @@ impl Default for TrainConfig {
             log_every: 10,
             checkpoint_every: 500,
             keep_checkpoints: 2,
+            device: Device::Cpu,
             precision: Precision::Fp32,
+            loss_scale_initial: 65536.0,
+            loss_scale_window: 2000,
+            loss_scale_hysteresis: 2,
+            loss_scale_min: 1.0,
             zero_bucket: 40_000_000,
         }
     }
@@ -323,6 +355,24 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return bad("train.beta1", "betas must lie in [0, 1)".into());
+        }
+        if !(t.loss_scale_min > 0.0
+            && t.loss_scale_initial >= t.loss_scale_min
+            && t.loss_scale_initial.is_finite())
+        {
+            return bad(
+                "train.loss_scale_initial",
+                format!(
+                    "{} must be finite and at least loss_scale_min {} (itself positive)",
+                    t.loss_scale_initial, t.loss_scale_min
+                ),
+            );
+        }
+        if t.loss_scale_window == 0 || t.loss_scale_hysteresis == 0 {
+            return bad(
+                "train.loss_scale_window",
+                "loss_scale_window and loss_scale_hysteresis must be at least 1".into(),
+            );
         }
         if t.zero_bucket == 0 {
             return bad("train.zero_bucket", "must be at least 1".into());

@@ -18,7 +18,7 @@ pub mod hash;
 pub mod manifest;
 
 pub use batch::{Batch, CropView};
-pub use config::{DataConfig, ModelConfig, Precision, RunConfig, TrainConfig};
+pub use config::{DataConfig, Device, ModelConfig, Precision, RunConfig, TrainConfig};
 pub use cursor::LoaderCursor;
 pub use error::{Error, Result};
 pub use manifest::{

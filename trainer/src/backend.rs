@@ -15,6 +15,14 @@ pub type CpuInner = burn::backend::NdArray<f32>;
 /// The CPU training backend: `Autodiff<NdArray<f32>>`.
 pub type CpuBackend = burn::backend::Autodiff<CpuInner>;
 
+/// The CPU backend for half precision, without autodiff: burn-flex, which stores and
+/// computes f32, bf16 and f16 tensors (parameters stay f32, activations are cast).
+pub type FlexInner = burn::backend::Flex;
+
+/// The CPU training backend for half precision: `Autodiff<Flex>`, running the portable
+/// reference kernels (the code path CUDA runs).
+pub type FlexBackend = burn::backend::Autodiff<FlexInner>;
+
 /// CUDA training backend in fp16.
 #[cfg(feature = "cuda")]
 pub type CudaF16 = burn::backend::Autodiff<burn::backend::Cuda<burn::tensor::f16, i32>>;

@@ -7,7 +7,9 @@
 //!   draw, and the hand-differentiated tied vocabulary heads;
 //! - [`step`]: one training step ([`step::Trainer`]): batch upload, the objective
 //!   ([`step::objective`]), the backward pass, metrics;
-//! - [`optim`]: the [`optim::Optimizer`] trait, [`optim::AdamW`], clipping, schedule;
+//! - [`optim`]: the [`optim::Optimizer`] trait, [`optim::AdamW`] and the ZeRO-1
+//!   [`optim::ShardedAdamW`], clipping, schedule;
+//! - [`precision`]: the compute dtype and fp16 loss scaling;
 //! - [`checkpoint`]: atomic checkpoint directories and retention;
 //! - [`collective`]: the data-parallel seam ([`collective::Collective`]) and its
 //!   implementations;
@@ -43,6 +45,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod precision;
 pub mod sample;
 pub mod step;
 pub mod synthetic;

@@ -167,17 +167,13 @@ where
                     message: "its model configuration differs from this run's".into(),
                 });
             }
-            trainer.restore(
-                checkpoint.step,
-                checkpoint.model,
-                checkpoint.optimizer,
-                &point.path,
-            )?;
+            let step = checkpoint.step;
+            trainer.restore(checkpoint, &point.path)?;
             if lead {
-                truncate_metrics(&metrics_path, checkpoint.step)?;
+                truncate_metrics(&metrics_path, step)?;
             }
             hooks.on_event(Event::Resumed {
-                step: checkpoint.step,
+                step,
                 path: &point.path,
             });
             last_checkpoint = Some(point.path.clone());
@@ -226,6 +222,7 @@ where
             },
             optimizer: vec![trainer.optimizer().state()],
             caller: hooks.caller_state(batch),
+            loss_scale: trainer.loss_scale(),
         };
         checkpointer.save_ranked(&checkpoint, trainer.collective(), &inner_device)
     };

@@ -21,12 +21,12 @@
 
 use crate::kernels::{HeadRows, Kernels, TrainBackend};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor};
 
 /// What one vocabulary head contributes to a training step.
 #[derive(Debug, Clone)]
 pub struct VocabLoss<B: AutodiffBackend> {
-    /// Zero-valued scalar whose gradient with respect to the head input `x` is the
+    /// Zero-valued fp32 scalar whose gradient with respect to the head input `x` is the
     /// weighted loss gradient `∂x`. Add it to the loss.
     pub surrogate: Tensor<B, 1>,
     /// Cross-entropy of every row (no gradient), `[rows]`.
@@ -70,7 +70,7 @@ pub fn vocab_loss<B: TrainBackend>(
     let s = (x * Tensor::from_inner(out.d_x)).sum();
     (
         VocabLoss {
-            surrogate: s.clone() - s.detach(),
+            surrogate: (s.clone() - s.detach()).cast(DType::F32),
             cross_entropy: out.cross_entropy,
             correct: out.correct,
             d_tokens: out.d_tokens,

@@ -274,6 +274,7 @@ fn a_sharded_checkpoint_resumes_on_another_number_of_ranks() {
             model: params::export(trainer.model()),
             optimizer: vec![cocolm_trainer::optim::Optimizer::state(trainer.optimizer())],
             caller: serde_json::Value::Null,
+            loss_scale: trainer.loss_scale(),
         };
         checkpointer
             .save_ranked(&checkpoint, trainer.collective(), &device)
@@ -290,14 +291,7 @@ fn a_sharded_checkpoint_resumes_on_another_number_of_ranks() {
         c.train.grad_accum = 6 / world;
         let results = on_ranks(world, |rank, topology| {
             let mut trainer = Trainer::<CpuBackend>::with_topology(&c, &device, topology).unwrap();
-            trainer
-                .restore(
-                    saved.step,
-                    saved.model.clone(),
-                    saved.optimizer.clone(),
-                    dir.path(),
-                )
-                .unwrap();
+            trainer.restore(saved.clone(), dir.path()).unwrap();
             trainer
                 .train_step(&share(&data, 2, rank, world, 6 / world))
                 .unwrap();

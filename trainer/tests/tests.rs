@@ -3,6 +3,7 @@
 mod configs;
 mod data_parallel;
 mod electra;
+mod precision;
 mod training;
 
 use std::sync::{Mutex, MutexGuard};

@@ -3,6 +3,7 @@
 use super::{Checkpoint, Checkpointer, FORMAT_VERSION, READABLE_VERSIONS, Retention};
 use crate::collective::{Collective, all_ok};
 use crate::optim::{OptimizerState, ShardInfo};
+use crate::precision::LossScale;
 use crate::{Error, Result, tensor_file};
 use burn::tensor::backend::Backend;
 use cocolm_shared::RunConfig;
@@ -35,6 +36,8 @@ struct StateFile {
     /// `None`: one file with the whole state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     optimizer_shards: Option<Shards>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss_scale: Option<LossScale>,
     config: RunConfig,
     caller: serde_json::Value,
 }
@@ -148,6 +151,7 @@ impl FileCheckpointer {
             step: c.step,
             optimizer_step: c.optimizer.first().map_or(0, |o| o.step),
             optimizer_shards: shards,
+            loss_scale: c.loss_scale,
             config: c.config.clone(),
             caller: c.caller.clone(),
         };
@@ -307,6 +311,7 @@ impl Checkpointer for FileCheckpointer {
             model: tensor_file::read(&dir.join(MODEL_FILE))?,
             optimizer,
             caller: state.caller,
+            loss_scale: state.loss_scale,
         })
     }
 }
@@ -341,6 +346,7 @@ mod tests {
                 shard: None,
             }],
             caller: serde_json::json!({"epoch": 1, "position": step}),
+            loss_scale: None,
         }
     }
 

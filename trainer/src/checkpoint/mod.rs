@@ -15,7 +15,8 @@
 //!                             ZeRO-1: each rank's shard of the moments (flat `exp_avg`,
 //!                             `exp_avg_sq`), instead of `optimizer.safetensors`
 //!     state.json              format_version, step, optimizer_step, optimizer_shards
-//!                             (world and bucket size, when sharded), config, caller
+//!                             (world and bucket size, when sharded), loss_scale (fp16),
+//!                             config, caller
 //! ```
 //!
 //! A checkpoint is written under `step-XXXXXXXX.tmp/`, every file and the directory are
@@ -34,6 +35,7 @@ pub mod file;
 use crate::Result;
 use crate::optim::OptimizerState;
 use crate::params::NamedTensor;
+use crate::precision::LossScale;
 use cocolm_shared::RunConfig;
 use std::path::{Path, PathBuf};
 
@@ -59,6 +61,8 @@ pub struct Checkpoint {
     pub optimizer: Vec<OptimizerState>,
     /// The caller's own state (loader cursor, …), stored verbatim.
     pub caller: serde_json::Value,
+    /// The fp16 loss scale, when the run has one.
+    pub loss_scale: Option<LossScale>,
 }
 
 /// Where checkpoints are kept.

@@ -243,6 +243,10 @@ pub trait TrainBackend: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
 
 impl<B> TrainBackend for B where B: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
 
+/// The half-precision CPU backends use the defaults (the code path CUDA runs).
+impl Kernels for crate::backend::FlexInner {}
+impl Kernels for crate::backend::FlexBackend {}
+
 /// The CUDA backends of [`crate::backend`] use the defaults.
 #[cfg(feature = "cuda")]
 mod cuda {

@@ -2,14 +2,21 @@
 //! autodiff: the defaults of [`Kernels`](super::Kernels), the reference the fused
 //! kernels are tested against, and the building blocks (dense layer, LayerNorm, GELU,
 //! dropout) the model uses directly.
+//!
+//! **Precision.** Activations carry the compute dtype (fp32, bf16 or fp16); parameters
+//! are fp32 master weights, cast to the activations' dtype where they meet them (the
+//! cast is differentiable: gradients arrive in fp32). Matrix products, GELU and the
+//! residual sums run in the compute dtype; LayerNorm statistics, the attention softmax
+//! and the vocabulary heads' softmax, cross-entropy and sampling run in fp32. In fp32
+//! every cast is a no-op.
 
 use super::{AdamWUpdate, HeadOutput, HeadRows, LayerCall, LayerTensors};
 use crate::loss::softmax;
 use crate::sample::sample_categorical;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, IndexingUpdateOp, Int, Tensor};
+use burn::tensor::{DType, Distribution, IndexingUpdateOp, Int, Tensor};
 
-/// `y = x·W + b` on 2-D input, `W` stored `[in, out]`.
+/// `y = x·W + b` on 2-D input, `W` stored `[in, out]`, in `x`'s dtype.
 ///
 /// # Shapes
 /// - `x`: `[rows, in]`; `weight`: `[in, out]`; `bias`: `[out]`
@@ -19,11 +26,13 @@ pub fn linear<B: Backend>(
     weight: Tensor<B, 2>,
     bias: Tensor<B, 1>,
 ) -> Tensor<B, 2> {
-    burn::tensor::module::linear(x, weight, Some(bias))
+    let dtype = x.dtype();
+    burn::tensor::module::linear(x, weight.cast(dtype), Some(bias.cast(dtype)))
 }
 
-/// Layer normalisation over the last dimension (biased variance, as PyTorch). The
-/// inverse standard deviation is a `powf`, not a division (see [`crate::loss`]).
+/// Layer normalisation over the last dimension (biased variance, as PyTorch), computed
+/// in fp32 and returned in `x`'s dtype. The inverse standard deviation is a `powf`, not
+/// a division (see [`crate::loss`]).
 ///
 /// # Shapes
 /// - `x`: `[rows, features]`; `gain`, `shift`: `[features]`
@@ -34,10 +43,14 @@ pub fn layer_norm<B: Backend>(
     shift: Tensor<B, 1>,
     eps: f64,
 ) -> Tensor<B, 2> {
+    let dtype = x.dtype();
+    let x = x.cast(DType::F32);
     let centred = x.clone() - x.mean_dim(1);
     let var = centred.clone().square().mean_dim(1);
     let normed = centred * var.add_scalar(eps).powf_scalar(-0.5);
-    normed * gain.unsqueeze::<2>() + shift.unsqueeze::<2>()
+    let y =
+        normed * gain.cast(DType::F32).unsqueeze::<2>() + shift.cast(DType::F32).unsqueeze::<2>();
+    y.cast(dtype)
 }
 
 /// GELU with the exact error function, `x·Φ(x)` (BERT / Hugging Face `"gelu"`).
@@ -60,11 +73,12 @@ pub fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64) -> Tensor<B,
     if p == 0.0 || !B::ad_enabled(&x.device()) {
         return x;
     }
-    // A uniform f32 costs half the random bytes of burn's Bernoulli draw (a u64 each).
+    // A uniform costs half the random bytes of burn's Bernoulli draw (a u64 each).
     let keep = x
         .random_like(Distribution::Uniform(0.0, 1.0))
         .greater_equal_elem(p)
         .float()
+        .cast(x.dtype())
         .mul_scalar(1.0 / (1.0 - p));
     x * keep
 }
@@ -96,8 +110,10 @@ fn attention<B: Backend>(
     };
     let q = part(0).mul_scalar(1.0 / (head_dim as f64).sqrt());
     let (k, v) = (part(1), part(2));
-    let scores = q.matmul(k.swap_dims(2, 3)) + bias;
-    let probs = dropout(softmax(scores, 3), call.attention_dropout);
+    let dtype = q.dtype();
+    // Scores, bias and softmax in fp32; the products in the compute dtype.
+    let scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32) + bias.cast(DType::F32);
+    let probs = dropout(softmax(scores, 3), call.attention_dropout).cast(dtype);
     let context = probs.matmul(v).swap_dims(1, 2).reshape([rows, hidden]);
     linear(context, w.out_w.clone(), w.out_b.clone())
 }
@@ -174,7 +190,8 @@ fn scores<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Score
     }
 }
 
-/// [`vocab_head`] of one block of rows.
+/// [`vocab_head`] of one block of rows: the products in `x`'s dtype, the logits and
+/// everything computed from them in fp32.
 fn head_block<B: Backend>(
     rows: HeadRows<B>,
     table: Tensor<B, 2>,
@@ -183,7 +200,14 @@ fn head_block<B: Backend>(
     let [n, _] = rows.x.dims();
     let vocab = bias.dims()[0];
     let device = rows.x.device();
-    let logits = rows.x.clone().matmul(table.clone().transpose()) + bias.unsqueeze::<2>();
+    let dtype = rows.x.dtype();
+    let table = table.cast(dtype);
+    let logits = rows
+        .x
+        .clone()
+        .matmul(table.clone().transpose())
+        .cast(DType::F32)
+        + bias.cast(DType::F32).unsqueeze::<2>();
     let Scores {
         probs,
         cross_entropy,
@@ -196,14 +220,16 @@ fn head_block<B: Backend>(
         rows.targets.reshape([n, 1]),
         minus_one,
         IndexingUpdateOp::Add,
-    ) * rows.weights.reshape([n, 1]);
+    ) * rows.weights.cast(DType::F32).reshape([n, 1]);
+    let d_bias = grad.clone().sum_dim(0).reshape([vocab]);
+    let grad = grad.cast(dtype);
     HeadOutput {
         cross_entropy,
         correct,
         samples,
         d_x: grad.clone().matmul(table),
-        d_bias: grad.clone().sum_dim(0).reshape([vocab]),
-        d_tokens: grad.transpose().matmul(rows.x),
+        d_bias,
+        d_tokens: grad.transpose().matmul(rows.x).cast(DType::F32),
     }
 }
 

@@ -7,15 +7,15 @@ use super::layers::Dense;
 use crate::kernels::Kernels;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor};
 
 /// What one corrector pass over the corrupted batch produces.
 #[derive(Debug, Clone)]
 pub struct CorrectorOutput<B: Backend> {
     /// Last hidden state `[batch · seq, H]`.
     pub hidden: Tensor<B, 2>,
-    /// Copy logits ("this token is original"), `[batch · seq]` (pads included; callers
-    /// weight them out).
+    /// Copy logits ("this token is original"), fp32, `[batch · seq]` (pads included;
+    /// callers weight them out).
     pub copy_logits: Tensor<B, 1>,
 }
 
@@ -53,15 +53,19 @@ impl<B: Kernels> Corrector<B> {
     ) -> CorrectorOutput<B> {
         let hidden = self.backbone.forward_words(words, input);
         let rows = hidden.dims()[0];
-        let copy_logits = self.copy_head.forward(hidden.clone()).reshape([rows]);
+        let copy_logits = self
+            .copy_head
+            .forward(hidden.clone())
+            .cast(DType::F32)
+            .reshape([rows]);
         CorrectorOutput {
             hidden,
             copy_logits,
         }
     }
 
-    /// SCL view vectors of the first (`[CLS]`) position of every row, L2-normalised.
-    /// `None` when the model has no SCL head.
+    /// SCL view vectors of the first (`[CLS]`) position of every row, L2-normalised, in
+    /// fp32. `None` when the model has no SCL head.
     ///
     /// # Shapes
     /// - `hidden`: `[batch · seq, H]` of a batch with `seq` columns
@@ -75,7 +79,7 @@ impl<B: Kernels> Corrector<B> {
         let head = self.scl_head.as_ref()?;
         let device = hidden.device();
         let cls = Tensor::<B, 1, Int>::arange_step(0..(batch * seq) as i64, seq, &device);
-        let z = head.forward(hidden.select(0, cls));
+        let z = head.forward(hidden.select(0, cls)).cast(DType::F32);
         let inverse_norm = z
             .clone()
             .square()

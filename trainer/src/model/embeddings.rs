@@ -51,7 +51,8 @@ impl<B: Backend> Embeddings<B> {
     }
 
     /// The same from token vectors already looked up (the training step looks them up
-    /// outside the graph and scatters their gradient into the table itself).
+    /// outside the graph and scatters their gradient into the table itself). The sum and
+    /// its LayerNorm are fp32; the output is in the input's compute dtype.
     ///
     /// # Shapes
     /// - `words`: `[batch · seq, H]`
@@ -65,6 +66,6 @@ impl<B: Backend> Embeddings<B> {
             x = x + types.val().narrow(0, 0, 1).unsqueeze::<3>();
         }
         let x = self.norm.forward(x.reshape([batch * seq, hidden]));
-        dropout(x, self.dropout)
+        dropout(x, self.dropout).cast(input.dtype)
     }
 }

@@ -2,7 +2,7 @@
 //! token embeddings.
 
 use super::layers::{Dense, LayerNorm, const_param};
-use crate::kernels::reference::gelu;
+use crate::kernels::reference::{self, gelu};
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -65,6 +65,6 @@ impl<B: Backend> LmHead<B> {
     /// - output: `[rows, vocab]`
     pub fn forward(&self, x: Tensor<B, 2>, tokens: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = self.transform.forward(x);
-        burn::tensor::module::linear(x, tokens.transpose(), Some(self.bias.val()))
+        reference::linear(x, tokens.transpose(), self.bias.val())
     }
 }

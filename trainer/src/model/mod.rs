@@ -19,7 +19,7 @@ use crate::{Error, Result};
 use backbone::Backbone;
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use cocolm_shared::ModelConfig;
 use corrector::Corrector;
 use encoder::EncoderConfig;
@@ -41,11 +41,15 @@ pub struct EncoderInput<B: Backend> {
     pub seq: usize,
     /// Additive key mask `[batch, 1, 1, seq]`: 0 for real tokens, [`MASKED_SCORE`] for pads.
     pub key_mask: Tensor<B, 4>,
+    /// The dtype the encoders compute in (fp32, bf16 or fp16); the embeddings are cast
+    /// to it (see [`crate::kernels::reference`] for what stays in fp32).
+    pub dtype: DType,
 }
 
 impl<B: Backend> EncoderInput<B> {
-    /// Upload `ids` (`[batch · seq]`) with pads after `lengths[b]` tokens of each row.
-    /// The caller has checked the buffer sizes.
+    /// Upload `ids` (`[batch · seq]`) with pads after `lengths[b]` tokens of each row,
+    /// computed in fp32 ([`EncoderInput::in_dtype`] for another precision). The caller
+    /// has checked the buffer sizes.
     pub fn new(ids: &[u32], lengths: &[u32], batch: usize, seq: usize, device: &B::Device) -> Self {
         let ids = ids.iter().map(|&i| i as i64).collect::<Vec<_>>();
         let mask: Vec<f32> = lengths
@@ -59,7 +63,13 @@ impl<B: Backend> EncoderInput<B> {
             batch,
             seq,
             key_mask: Tensor::from_data(TensorData::new(mask, [batch, 1, 1, seq]), device),
+            dtype: DType::F32,
         }
+    }
+
+    /// The same input, computed in `dtype`.
+    pub fn in_dtype(self, dtype: DType) -> Self {
+        Self { dtype, ..self }
     }
 
     /// The same layout with other ids (the corrupted input).

@@ -78,6 +78,15 @@ fn check_rows(
 }
 
 impl<B: Backend> DeviceBatch<B> {
+    /// The same batch, encoded in `dtype` (its inputs and crop).
+    pub fn in_dtype(self, dtype: burn::tensor::DType) -> Self {
+        Self {
+            input: self.input.in_dtype(dtype),
+            crop: self.crop.map(|c| c.in_dtype(dtype)),
+            ..self
+        }
+    }
+
     /// Check `batch` against the model configuration and upload it; the generator's
     /// draws will be keyed by `sample_seed` ([`position_uniforms`]).
     pub fn upload(

@@ -94,7 +94,7 @@ mod tests {
         model: &CocoLm<B>,
         b: &DeviceBatch<B>,
     ) -> BTreeMap<String, f32> {
-        let loss = forward_loss(model, b, &LossWeights::from_config(config));
+        let loss = forward_loss(model, b, &LossWeights::from_config(config), 1.0);
         let specs = params::param_specs(model);
         let at = VocabParams::find(&specs);
         specs

@@ -86,7 +86,8 @@ impl<B: Backend> MicroStats<Tensor<B, 1>> {
 pub struct StepMetrics {
     /// Optimiser steps completed, this one included.
     pub step: u64,
-    /// Total loss (mean over the micro-batches).
+    /// Total loss (mean over the micro-batches; `null` in JSON when not finite).
+    #[serde(deserialize_with = "null_as_nan")]
     pub loss: f64,
     /// Generator MLM cross-entropy per masked token.
     pub mlm_loss: f64,
@@ -106,7 +107,9 @@ pub struct StepMetrics {
     pub scl_loss: Option<f64>,
     /// Learning rate used by this step.
     pub lr: f64,
-    /// Global gradient norm before clipping.
+    /// Global gradient norm before clipping (`null` in JSON when not finite: the step
+    /// was skipped or failed).
+    #[serde(deserialize_with = "null_as_nan")]
     pub grad_norm: f64,
     /// Real tokens of the step (all micro-batches).
     pub tokens: u64,
@@ -121,6 +124,18 @@ pub struct StepMetrics {
     /// Bytes of optimiser state on this rank (fp32 master weights and moments).
     #[serde(default)]
     pub optimizer_state_bytes: u64,
+    /// The loss scale the step ran at (fp16 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// The gradients were not finite and nothing was applied (fp16: the loss scale was
+    /// lowered).
+    #[serde(default)]
+    pub skipped: bool,
+}
+
+/// JSON has no NaN or infinity (serde_json writes `null`): read `null` back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What [`StepMetrics::new`] needs besides the statistics.
@@ -140,6 +155,10 @@ pub struct StepInfo {
     pub elapsed_s: f64,
     /// Bytes of optimiser state on this rank.
     pub optimizer_state_bytes: u64,
+    /// The loss scale of the step (fp16 only).
+    pub loss_scale: Option<f64>,
+    /// Whether the step was skipped.
+    pub skipped: bool,
 }
 
 impl StepMetrics {
@@ -165,6 +184,8 @@ impl StepMetrics {
             tokens_per_s: ratio(stats.n_real, info.elapsed_s),
             data_wait_fraction: None,
             optimizer_state_bytes: info.optimizer_state_bytes,
+            loss_scale: info.loss_scale,
+            skipped: info.skipped,
         }
     }
 }

@@ -21,6 +21,7 @@ pub use gradients::{VocabParams, micro_gradients};
 pub use metrics::{MicroStats, StepInfo, StepMetrics};
 pub use objective::{LossWeights, MicroLoss, forward_loss};
 
+use crate::checkpoint::Checkpoint;
 use crate::collective::{Collective, SingleRank};
 use crate::kernels::TrainBackend;
 use crate::model::CocoLm;
@@ -28,9 +29,10 @@ use crate::optim::{
     self, AdamW, AdamWConfig, LinearSchedule, Optimizer, ShardedAdamW, StepRequest,
 };
 use crate::params;
+use crate::precision::{LossScale, LossScaler, compute_dtype};
 use crate::{Error, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use cocolm_shared::hash::seed_of;
 use cocolm_shared::{Batch, RunConfig};
 use std::sync::Arc;
@@ -78,6 +80,10 @@ pub struct Trainer<B: AutodiffBackend> {
     schedule: LinearSchedule,
     config: RunConfig,
     weights: LossWeights,
+    /// The compute dtype of the forward and backward passes.
+    dtype: DType,
+    /// Dynamic loss scaling (fp16 only).
+    scaler: Option<LossScaler>,
     step: u64,
     device: B::Device,
 }
@@ -135,6 +141,8 @@ impl<B: TrainBackend> Trainer<B> {
                 total: config.train.steps,
             },
             weights: LossWeights::from_config(config),
+            dtype: compute_dtype(config.train.precision),
+            scaler: LossScaler::from_config(&config.train),
             config: config.clone(),
             step: 0,
             device: device.clone(),
@@ -166,16 +174,22 @@ impl<B: TrainBackend> Trainer<B> {
         self.collective.as_ref()
     }
 
-    /// Replace model, optimiser state and step (resuming from a checkpoint). `optimizer`
-    /// is what the checkpoint holds: the whole state, or the shards of every rank of any
-    /// world size (merged when they are not this rank's layout).
-    pub fn restore(
-        &mut self,
-        step: u64,
-        model: Vec<params::NamedTensor>,
-        mut optimizer: Vec<optim::OptimizerState>,
-        source: &std::path::Path,
-    ) -> Result<()> {
+    /// The loss scale (fp16 only).
+    pub fn loss_scale(&self) -> Option<LossScale> {
+        self.scaler.as_ref().map(LossScaler::state)
+    }
+
+    /// Continue from `checkpoint` (read from `source`): model, optimiser state, loss scale
+    /// and step. The optimiser state may be whole or the shards of every rank of any world
+    /// size (merged when they are not this rank's layout).
+    pub fn restore(&mut self, checkpoint: Checkpoint, source: &std::path::Path) -> Result<()> {
+        let Checkpoint {
+            step,
+            model,
+            mut optimizer,
+            loss_scale,
+            ..
+        } = checkpoint;
         self.model = params::import(self.model.clone(), model, source, &self.device)?;
         let values = params::flat_values(&self.model);
         let own = self.optimizer.shard();
@@ -184,6 +198,9 @@ impl<B: TrainBackend> Trainer<B> {
             None => optim::sharded::merge(optimizer, &params::param_specs(&self.model), source)?,
         };
         self.optimizer.load_state(state, &values, source)?;
+        if let (Some(scaler), Some(state)) = (&mut self.scaler, loss_scale) {
+            scaler.restore(state);
+        }
         self.step = step;
         Ok(())
     }
@@ -191,8 +208,10 @@ impl<B: TrainBackend> Trainer<B> {
     /// One optimiser step over this rank's `micro_batches` (as many as
     /// `train.grad_accum`); every rank of the run calls it with its own batches.
     ///
-    /// Nothing is applied when the loss or the gradient norm is not finite on any rank
-    /// ([`Error::NonFinite`], `last_checkpoint` left empty for the caller to fill).
+    /// Nothing is applied when the loss or the gradient norm is not finite on any rank:
+    /// in fp16 the step is skipped and the loss scale lowered ([`LossScaler`]), unless
+    /// the scale is at its floor; otherwise the step fails with [`Error::NonFinite`]
+    /// (`last_checkpoint` left empty for the caller to fill).
     pub fn train_step(&mut self, micro_batches: &[Batch]) -> Result<StepMetrics> {
         let started = Instant::now();
         let accum = self.config.train.grad_accum;
@@ -208,6 +227,7 @@ impl<B: TrainBackend> Trainer<B> {
         let seed = self.config.train.seed;
         let (rank, world) = (self.collective.rank(), self.collective.world());
         let sample_seed = seed_of(&[seed, self.step, SAMPLE_TAG]);
+        let loss_scale = self.scaler.as_ref().map_or(1.0, LossScaler::scale);
         let mut sum: Option<optim::Gradients<B::InnerBackend>> = None;
         let mut stats = MicroStats::default();
         for (index, batch) in micro_batches.iter().enumerate() {
@@ -216,8 +236,9 @@ impl<B: TrainBackend> Trainer<B> {
             let micro = (rank * accum + index) as u64;
             B::seed(&self.device, seed_of(&[seed, self.step, micro]));
             let device_batch =
-                DeviceBatch::upload(batch, &self.config.model, sample_seed, &self.device)?;
-            let loss = forward_loss(&self.model, &device_batch, &self.weights);
+                DeviceBatch::upload(batch, &self.config.model, sample_seed, &self.device)?
+                    .in_dtype(self.dtype);
+            let loss = forward_loss(&self.model, &device_batch, &self.weights, loss_scale);
             stats += loss.stats.clone().read();
             let grads = micro_gradients(&self.model, loss, self.vocab_params);
             match &mut sum {
@@ -233,20 +254,31 @@ impl<B: TrainBackend> Trainer<B> {
         let request = StepRequest {
             lr,
             clip_norm: self.config.train.clip_norm,
-            grad_divisor: micro_batches as f64,
+            grad_divisor: micro_batches as f64 * loss_scale,
         };
         let values = params::flat_values(&self.model);
         let outcome = self
             .optimizer
             .step(values, sum.unwrap_or_default(), &request)?;
-        let Some(updated) = outcome.params else {
-            return Err(if stats.loss.is_finite() {
-                self.non_finite("gradient norm", outcome.grad_norm)
-            } else {
-                self.non_finite("loss", stats.loss)
-            });
+        let skipped = match outcome.params {
+            Some(updated) => {
+                self.model = params::set_flat_values(self.model.clone(), updated);
+                if let Some(scaler) = &mut self.scaler {
+                    scaler.clean_step();
+                }
+                false
+            }
+            None => {
+                if !self.scaler.as_mut().is_some_and(LossScaler::overflow) {
+                    return Err(if stats.loss.is_finite() {
+                        self.non_finite("gradient norm", outcome.grad_norm)
+                    } else {
+                        self.non_finite("loss", stats.loss)
+                    });
+                }
+                true
+            }
         };
-        self.model = params::set_flat_values(self.model.clone(), updated);
         self.step += 1;
         Ok(StepMetrics::new(
             &stats,
@@ -258,6 +290,8 @@ impl<B: TrainBackend> Trainer<B> {
                 grad_norm: outcome.grad_norm,
                 elapsed_s: started.elapsed().as_secs_f64(),
                 optimizer_state_bytes: self.optimizer.state_bytes(),
+                loss_scale: (loss_scale != 1.0 || self.scaler.is_some()).then_some(loss_scale),
+                skipped,
             },
         ))
     }

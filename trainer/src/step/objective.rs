@@ -88,10 +88,12 @@ impl<B: AutodiffBackend> Lookup<B> {
 /// The loss of one micro-batch, ready for the backward pass.
 #[derive(Debug, Clone)]
 pub struct MicroLoss<B: AutodiffBackend> {
-    /// The total loss (see the module docs). Its backward pass yields every gradient
-    /// apart from the token table's and the vocabulary biases'.
+    /// The total loss (see the module docs) times the loss scale, fp32. Its backward pass
+    /// yields every gradient (times the scale) apart from the token table's and the
+    /// vocabulary biases'.
     pub total: Tensor<B, 1>,
-    /// The vocabulary heads' own gradients (`None` without masked positions).
+    /// The vocabulary heads' own gradients, times the loss scale (`None` without masked
+    /// positions).
     pub vocab: Option<VocabGrads<B::InnerBackend>>,
     /// The token lookups of the forward pass.
     pub lookups: Vec<Lookup<B>>,
@@ -112,6 +114,8 @@ struct Context<'a, B: AutodiffBackend> {
     masked: Tensor<B::InnerBackend, 1, Int>,
     /// `1 / n_m` (1 without masked positions).
     per_masked: f64,
+    /// The loss scale the gradients are computed at.
+    loss_scale: f64,
 }
 
 impl<B: AutodiffBackend> Context<'_, B> {
@@ -139,7 +143,7 @@ fn generator<B: TrainBackend>(
         .forward(hidden.select(0, batch.masked.clone()));
     let w = Tensor::full(
         [batch.n_masked],
-        c.weights.mlm * c.per_masked,
+        c.weights.mlm * c.per_masked * c.loss_scale,
         &c.table.device(),
     );
     let bias = model.generator.head.bias.val().inner();
@@ -240,7 +244,9 @@ fn corrector<B: TrainBackend>(
         let keep = sigmoid(copy_logits.select(0, c.masked.clone()))
             .neg()
             .add_scalar(1.0);
-        let w = keep.clone().mul_scalar(c.weights.clm * c.per_masked);
+        let w = keep
+            .clone()
+            .mul_scalar(c.weights.clm * c.per_masked * c.loss_scale);
         let bias = model.corrector.lm_head.bias.val().inner();
         let (loss, _) = vocab_loss(x, c.table.clone(), bias, c.targets.clone(), w, None);
         let weighted = (loss.cross_entropy.clone() * keep).sum();
@@ -269,11 +275,13 @@ fn corrector<B: TrainBackend>(
     }
 }
 
-/// The forward pass of one micro-batch (see the module docs).
+/// The forward pass of one micro-batch (see the module docs), its gradients to be taken
+/// at `loss_scale` (1 but in fp16).
 pub fn forward_loss<B: TrainBackend>(
     model: &CocoLm<B>,
     batch: &DeviceBatch<B>,
     weights: &LossWeights,
+    loss_scale: f64,
 ) -> MicroLoss<B> {
     let c = Context {
         model,
@@ -283,6 +291,7 @@ pub fn forward_loss<B: TrainBackend>(
         targets: batch.targets.clone().inner(),
         masked: batch.masked.clone().inner(),
         per_masked: 1.0 / batch.n_masked.max(1) as f64,
+        loss_scale,
     };
     let mut lookups = Vec::new();
     let generator = (batch.n_masked > 0).then(|| generator(&c, &mut lookups));
@@ -300,17 +309,32 @@ pub fn forward_loss<B: TrainBackend>(
             .clone()
             .sum()
             .mul_scalar(weights.mlm * c.per_masked);
-        total = total + Tensor::from_inner(value) + g.surrogate.clone();
+        total = total + Tensor::from_inner(value);
     }
-    if let Some((head, weighted)) = &corrector.clm {
+    if let Some((_, weighted)) = &corrector.clm {
         let value = weighted.clone().mul_scalar(weights.clm * c.per_masked);
-        total = total + Tensor::from_inner(value) + head.surrogate.clone();
+        total = total + Tensor::from_inner(value);
     }
     if let Some(scl) = &corrector.scl_sum {
         total = total
             + scl
                 .clone()
                 .mul_scalar(weights.scl / batch.input.batch as f64);
+    }
+    // The vocabulary heads' surrogates (exactly 0) already carry the scale.
+    let mut scaled = if loss_scale == 1.0 {
+        total.clone()
+    } else {
+        total.clone().mul_scalar(loss_scale)
+    };
+    for surrogate in [
+        generator.as_ref().map(|(g, _)| &g.surrogate),
+        corrector.clm.as_ref().map(|(head, _)| &head.surrogate),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        scaled = scaled + surrogate.clone();
     }
 
     let zero = || c.scalar(0.0);
@@ -344,7 +368,7 @@ pub fn forward_loss<B: TrainBackend>(
             corrector_bias: head.d_bias,
         });
     MicroLoss {
-        total,
+        total: scaled,
         vocab,
         lookups,
         stats,
@@ -371,7 +395,7 @@ mod tests {
         let model = CocoLm::<CpuBackend>::init(&config.model, &device).unwrap();
         let raw = synthetic_batch(&config, 1);
         let b = DeviceBatch::upload(&raw, &config.model, 0, &device).unwrap();
-        let loss = forward_loss(&model, &b, &LossWeights::from_config(&config));
+        let loss = forward_loss(&model, &b, &LossWeights::from_config(&config), 1.0);
         let s = loss.stats.read();
         let n_m = raw.n_masked() as f64;
         let want = 2.0 * s.mlm_sum / n_m
