@@ -6,9 +6,9 @@
 //! **Precision.** Activations carry the compute dtype (fp32, bf16 or fp16); parameters
 //! are fp32 master weights, cast to the activations' dtype where they meet them (the
 //! cast is differentiable: gradients arrive in fp32). Matrix products, GELU and the
-//! residual sums run in the compute dtype; LayerNorm statistics, the attention softmax
-//! and the vocabulary heads' softmax, cross-entropy and sampling run in fp32. In fp32
-//! every cast is a no-op.
+//! residual sums run in the compute dtype; LayerNorm statistics, the attention softmax,
+//! the generator's vocabulary logits (they are sampled from) and both heads' softmax,
+//! cross-entropy and sampling run in fp32. In fp32 every cast is a no-op.
 
 use super::{AdamWUpdate, HeadOutput, HeadRows, LayerCall, LayerTensors};
 use crate::loss::softmax;
@@ -190,8 +190,9 @@ fn scores<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Score
     }
 }
 
-/// [`vocab_head`] of one block of rows: the products in `x`'s dtype, the logits and
-/// everything computed from them in fp32.
+/// [`vocab_head`] of one block of rows: the logits in fp32 (from an fp32 product when
+/// they are sampled from, else from one in `x`'s dtype), everything computed from them
+/// in fp32, the gradient products in `x`'s dtype.
 fn head_block<B: Backend>(
     rows: HeadRows<B>,
     table: Tensor<B, 2>,
@@ -201,13 +202,21 @@ fn head_block<B: Backend>(
     let vocab = bias.dims()[0];
     let device = rows.x.device();
     let dtype = rows.x.dtype();
-    let table = table.cast(dtype);
+    // Logits that are sampled from come from an fp32 product; the others from one in the
+    // compute dtype, cast to fp32.
+    let product = if rows.uniforms.is_some() {
+        DType::F32
+    } else {
+        dtype
+    };
     let logits = rows
         .x
         .clone()
-        .matmul(table.clone().transpose())
+        .cast(product)
+        .matmul(table.clone().cast(product).transpose())
         .cast(DType::F32)
         + bias.cast(DType::F32).unsqueeze::<2>();
+    let table = table.cast(dtype);
     let Scores {
         probs,
         cross_entropy,
