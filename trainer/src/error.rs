@@ -118,6 +118,22 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The launch variables of a data-parallel run are missing or inconsistent.
+    #[error("launch: {variable}: {message}")]
+    Launch {
+        /// The environment variable at fault.
+        variable: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The ranks could not meet at the rendezvous address.
+    #[error("rendezvous at {address}: {message}")]
+    Rendezvous {
+        /// `MASTER_ADDR:MASTER_PORT`.
+        address: String,
+        /// What happened.
+        message: String,
+    },
     /// A checkpoint directory is unusable (wrong format version, mismatched model, …).
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -9,11 +9,15 @@
 //! - `nccl::NcclCollective` (feature `cuda`): NCCL through cudarc, one process per GPU,
 //!   on the device memory of burn's CUDA tensors.
 //!
+//! [`launch`] reads a process's rank from the cluster's launch variables and hands rank
+//! 0's NCCL id to the others.
+//!
 //! Every rank calls the same operations in the same order (NCCL's rule); sizes must agree
 //! across ranks. A rank that fails aborts the group, and the others' pending or later
 //! calls return [`Error::Collective`](crate::Error::Collective) instead of waiting
 //! forever.
 
+pub mod launch;
 pub mod threads;
 
 use crate::Result;
