@@ -33,6 +33,26 @@ pub enum Command {
     Bench(BenchCommand),
     /// The embedded default: bundled corpus → tokenizer → shards → a short training run.
     Demo(DemoArgs),
+    /// Check a multi-process launch before a long job.
+    #[command(subcommand)]
+    Launch(LaunchCommand),
+}
+
+/// `cocolm launch` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LaunchCommand {
+    /// Print this process's rank as the launch variables describe it (torchrun's or
+    /// Slurm's), meet the other ranks at MASTER_ADDR:MASTER_PORT as `train` would, and
+    /// print the token rank 0 handed out (every rank prints the same one).
+    Check(LaunchCheckArgs),
+}
+
+/// `cocolm launch check`.
+#[derive(Debug, Args)]
+pub struct LaunchCheckArgs {
+    /// Seconds to wait for the other ranks.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
 }
 
 impl Command {
@@ -178,6 +198,39 @@ pub struct TrainArgs {
     /// Skip checksum verification of the shards.
     #[arg(long)]
     pub no_verify: bool,
+    /// Overrides of the configuration file.
+    #[command(flatten)]
+    pub overrides: ConfigOverrides,
+}
+
+/// Where and how to train, over what the configuration file says.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigOverrides {
+    /// Where to train: cpu or cuda (sets train.device).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// fp32, bf16 or fp16 (sets train.precision).
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// Override any configuration value, `section.key=value` (repeatable):
+    /// `--set model.num_layers=4 --set train.batch_size=16`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ConfigOverrides {
+    /// Every override as `section.key=value`, the flags first.
+    pub fn assignments(&self) -> Vec<String> {
+        let flags = [
+            ("train.device", &self.device),
+            ("train.precision", &self.precision),
+        ];
+        flags
+            .into_iter()
+            .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key}=\"{v}\"")))
+            .chain(self.set.iter().cloned())
+            .collect()
+    }
 }
 
 /// `cocolm plot`.
@@ -258,10 +311,17 @@ pub struct BenchTrainArgs {
     /// Untimed warm-up steps first.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
-    /// Override a configuration value, `section.key=value` (repeatable):
-    /// `--set model.num_layers=4 --set train.batch_size=16`.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub overrides: Vec<String>,
+    /// Run ZeRO-1 (the sharded optimiser and its collective) even on one rank: on CUDA
+    /// through a one-rank NCCL communicator, the NCCL path itself.
+    #[arg(long)]
+    pub zero: bool,
+    /// The device's peak dense throughput in the run's precision (TFLOP/s), to report
+    /// the model FLOP utilisation.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    /// Overrides of the configuration file.
+    #[command(flatten)]
+    pub overrides: ConfigOverrides,
 }
 
 /// `cocolm demo`.

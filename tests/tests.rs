@@ -2,6 +2,7 @@
 
 mod util;
 
+mod launch;
 mod prepare;
 mod python;
 mod train;

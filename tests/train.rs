@@ -108,14 +108,19 @@ fn training_refuses_what_it_cannot_do() {
     let out = dir.path().join("run");
     // Resume with nothing to resume.
     assert!(run_err(&train_args(&data, &config, &out, &["--resume"])).contains("no checkpoint"));
-    // A half-precision run needs the CUDA build; positions shorter than the shards'
-    // examples; a typo in the configuration (named with its file).
+    // CUDA needs the CUDA build; positions shorter than the shards' examples; a typo in
+    // the configuration (named with its file); an unknown precision.
     let text = std::fs::read_to_string(&config).unwrap();
     let cases = [
         (
-            "fp16.toml",
-            text.replace("[train]\n", "[train]\nprecision = \"fp16\"\n"),
+            "cuda.toml",
+            text.replace("[train]\n", "[train]\ndevice = \"cuda\"\n"),
             vec!["--features cuda"],
+        ),
+        (
+            "fp8.toml",
+            text.replace("[train]\n", "[train]\nprecision = \"fp8\"\n"),
+            vec!["fp8.toml", "fp8"],
         ),
         (
             "short.toml",
@@ -133,6 +138,47 @@ fn training_refuses_what_it_cannot_do() {
         std::fs::write(&path, content).unwrap();
         let err = run_err(&train_args(&data, &path, &out, &[]));
         assert!(expected.iter().all(|e| err.contains(e)), "{name}: {err}");
+    }
+    // The same through the flags.
+    let err = run_err(&train_args(&data, &config, &out, &["--device", "cuda"]));
+    assert!(err.contains("--features cuda"), "{err}");
+    // Several processes on the CPU: refused, naming the launch.
+    let out_of = cocolm()
+        .args(train_args(&data, &config, &out, &[]))
+        .env_remove("SLURM_NTASKS")
+        .env("RANK", "1")
+        .env("WORLD_SIZE", "2")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(!out_of.status.success());
+    let err = String::from_utf8_lossy(&out_of.stderr);
+    assert!(err.contains("2 processes") && err.contains("CUDA"), "{err}");
+}
+
+/// Half precision on the CPU (burn-flex, the code path CUDA runs), chosen by flag.
+#[test]
+fn bf16_and_fp16_train_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shards(dir.path());
+    let config = tiny_config(dir.path(), 3, 0);
+    for precision in ["bf16", "fp16"] {
+        let out = dir.path().join(precision);
+        run_ok(&train_args(
+            &data,
+            &config,
+            &out,
+            &["--precision", precision],
+        ));
+        let saved = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        assert!(
+            saved.contains(&format!("precision = \"{precision}\"")),
+            "{saved}"
+        );
+        let metrics = losses(&out);
+        assert_eq!(metrics.len(), 3);
+        let has_scale = metrics[0].iter().any(|(k, _)| k == "loss_scale");
+        assert_eq!(has_scale, precision == "fp16");
     }
 }
 

@@ -6,7 +6,11 @@ use cocolm_pipeline::corpus;
 use cocolm_pipeline::loader::{Loader, LoaderOptions};
 use cocolm_pipeline::prepare::{PrepareOptions, TokenizerArtifact};
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
-use cocolm_shared::LoaderCursor;
+use cocolm_shared::{Device, LoaderCursor, Precision, RunConfig};
+use cocolm_trainer::backend::{CpuBackend, FlexBackend};
+use cocolm_trainer::bench::{BenchOptions, BenchReport, bench_step};
+use cocolm_trainer::collective::SingleRank;
+use cocolm_trainer::step::DataParallel;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -206,9 +210,10 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
 }
 
 /// `cocolm bench train`: full COCO-LM steps (generator, sampling, corrector, backward,
-/// AdamW) on synthetic batches.
+/// AdamW) on synthetic batches, on the configured device and precision.
 pub fn train(args: &BenchTrainArgs) -> Result<()> {
-    let mut config = cocolm_shared::RunConfig::from_toml_file_with(&args.config, &args.overrides)?;
+    let mut config =
+        cocolm_shared::RunConfig::from_toml_file_with(&args.config, &args.overrides.assignments())?;
     if config.model.vocab_size == 0 {
         config.model.vocab_size = args.vocab_size;
     }
@@ -218,12 +223,41 @@ pub fn train(args: &BenchTrainArgs) -> Result<()> {
         warmup: args.warmup as usize,
         steps: args.steps as usize,
     };
-    let device = Default::default();
-    let r =
-        cocolm_trainer::bench::bench_step::<cocolm_trainer::CpuBackend>(&config, &device, options)?;
+    /// One CPU rank, through the sharded optimiser when asked.
+    fn cpu_topology<B: burn::tensor::backend::Backend>(
+        zero: bool,
+        bucket: usize,
+    ) -> DataParallel<B> {
+        match zero {
+            true => DataParallel::Zero1 {
+                collective: Arc::new(SingleRank),
+                bucket,
+            },
+            false => DataParallel::Single,
+        }
+    }
+    let bucket = config.train.zero_bucket;
+    let rss = || Some(crate::memory::resident().0);
+    let r = match (config.train.device, config.train.precision) {
+        (Device::Cpu, Precision::Fp32) => bench_step::<CpuBackend>(
+            &config,
+            &Default::default(),
+            options,
+            cpu_topology(args.zero, bucket),
+            &rss,
+        )?,
+        (Device::Cpu, _) => bench_step::<FlexBackend>(
+            &config,
+            &Default::default(),
+            options,
+            cpu_topology(args.zero, bucket),
+            &rss,
+        )?,
+        (Device::Cuda, _) => train_on_gpu(&config, options, args.zero)?,
+    };
     let m = &config.model;
     println!(
-        "train bench: {} ({} layers, hidden {}, {} heads, FFN {}, generator {} layers, vocab {}, relative positions {}, dropout {}, {} parameters)",
+        "train bench: {} ({} layers, hidden {}, {} heads, FFN {}, generator {} layers, vocab {}, relative positions {}, dropout {}, {} parameters) on {:?} in {:?}{}",
         args.config.display(),
         m.num_layers,
         m.hidden_size,
@@ -233,17 +267,58 @@ pub fn train(args: &BenchTrainArgs) -> Result<()> {
         m.vocab_size,
         m.relative_position,
         m.dropout,
-        r.parameters
+        r.parameters,
+        config.train.device,
+        config.train.precision,
+        if args.zero { ", ZeRO-1" } else { "" }
     );
+    let tflops = r.flops_per_s() / 1e12;
+    let mfu = args.peak_tflops.map(|peak| tflops / peak);
     println!(
         "  {} sequences × {} tokens per step: {:.1} ms/step (fastest {:.1}), {:.0} tokens/s over {} steps",
         r.sequences_per_step, r.seq_len, r.ms_per_step, r.min_ms_per_step, r.tokens_per_s, r.steps
     );
+    println!(
+        "  {:.3} TFLOP per step (model FLOPs), {tflops:.2} TFLOP/s{}; optimiser state {}{}",
+        r.flops_per_step / 1e12,
+        mfu.map_or_else(String::new, |u| format!(
+            " = {:.1}% of {} TFLOP/s",
+            100.0 * u,
+            args.peak_tflops.unwrap_or_default()
+        )),
+        crate::progress::bytes(r.optimizer_state_bytes as f64),
+        r.peak_memory.map_or_else(String::new, |b| format!(
+            ", peak memory {}",
+            crate::progress::bytes(b as f64)
+        ))
+    );
     let json = serde_json::json!({
         "bench": "train", "config": args.config.display().to_string(), "parameters": r.parameters,
+        "device": config.train.device, "precision": config.train.precision, "zero": args.zero,
         "sequences_per_step": r.sequences_per_step, "seq_len": r.seq_len, "steps": r.steps,
         "ms_per_step": r.ms_per_step, "min_ms_per_step": r.min_ms_per_step, "tokens_per_s": r.tokens_per_s,
+        "flops_per_step": r.flops_per_step, "tflops_per_s": tflops, "mfu": mfu,
+        "optimizer_state_bytes": r.optimizer_state_bytes, "peak_memory": r.peak_memory,
     });
     println!("{json}");
     Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn train_on_gpu(_: &RunConfig, _: BenchOptions, _: bool) -> Result<BenchReport> {
+    anyhow::bail!(
+        "train.device = \"cuda\" needs a build with CUDA support: `cargo build --release --features cuda` (this binary was built without it)"
+    )
+}
+
+#[cfg(feature = "cuda")]
+fn train_on_gpu(config: &RunConfig, options: BenchOptions, zero: bool) -> Result<BenchReport> {
+    let launch = cocolm_trainer::collective::launch::Launch::from_env()?;
+    let topology =
+        super::cuda::topology(&launch, config.train.zero_bucket, zero || launch.world > 1)?;
+    let device = super::cuda::device(launch.local_rank);
+    let memory = || super::cuda::memory_in_use(launch.local_rank);
+    Ok(bench_step::<cocolm_trainer::backend::CudaBackend>(
+        config, &device, options, topology, &memory,
+    )?)
 }

@@ -1,13 +1,16 @@
 //! One module per subcommand: turn validated arguments into library calls.
 
 pub mod bench;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod data;
 mod demo;
+mod launch;
 mod prepare;
 mod tokenizer;
 mod train;
 
-use crate::cli::{BenchCommand, Cli, Command, TokenizerCommand};
+use crate::cli::{BenchCommand, Cli, Command, LaunchCommand, TokenizerCommand};
 use anyhow::Result;
 
 /// Run the parsed command line.
@@ -28,5 +31,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Loader(args)) => bench::loader(&args),
         Command::Bench(BenchCommand::Train(args)) => bench::train(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Launch(LaunchCommand::Check(args)) => launch::check(&args),
     }
 }

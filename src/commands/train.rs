@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use cocolm_pipeline::loader::{Loader, LoaderOptions, default_workers};
 use cocolm_pipeline::queue::QueueMetrics;
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
-use cocolm_shared::{Batch, LoaderCursor, Precision, RunConfig};
+use cocolm_shared::{Batch, Device, LoaderCursor, Precision, RunConfig};
+use cocolm_trainer::collective::launch::Launch;
+use cocolm_trainer::step::DataParallel;
 use cocolm_trainer::train::{Event, RunHooks, RunOptions, RunSummary, find_resume};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
@@ -18,9 +20,30 @@ use std::sync::{Arc, Mutex};
 /// it was reading.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DataState {
+    /// Every rank's cursor (ranks advance in step).
     cursor: LoaderCursor,
     tokenizer_sha256: String,
     examples: u64,
+    /// Data-parallel ranks of the run that wrote it.
+    #[serde(default = "one")]
+    world: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl DataState {
+    /// The cursor for a run of `world` ranks: the same place in the epoch's order. Rank
+    /// `r` of `W` reads element `p·W + r` at position `p`, so `p·W` examples of the epoch
+    /// are consumed; with another world size the position is `p·W / W'`, rounded down
+    /// (the few examples in between are read again).
+    fn cursor_for(&self, world: u64) -> LoaderCursor {
+        LoaderCursor {
+            position: self.cursor.position * self.world / world,
+            ..self.cursor
+        }
+    }
 }
 
 /// A training request, resolved against the data.
@@ -39,7 +62,7 @@ pub struct TrainPlan<'a> {
 
 /// `cocolm train`.
 pub fn run(args: &TrainArgs) -> Result<RunSummary> {
-    let mut config = RunConfig::from_toml_file(&args.config)?;
+    let mut config = RunConfig::from_toml_file_with(&args.config, &args.overrides.assignments())?;
     if let Some(steps) = args.steps {
         config.train.steps = steps;
     }
@@ -53,7 +76,19 @@ pub fn run(args: &TrainArgs) -> Result<RunSummary> {
 }
 
 /// Run (or resume) training as planned, with a progress bar; writes `loss.svg` at the end.
+///
+/// A process launched as one rank of several (torchrun's or Slurm's variables) trains its
+/// share of the data; rank 0 reports progress and writes the run's files.
 pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
+    let launch = Launch::from_env()?;
+    if launch.world > 1 && plan.config.train.device != Device::Cuda {
+        bail!(
+            "{} processes were launched (rank {}): data-parallel training across processes runs on CUDA with NCCL (train.device = \"cuda\"); on the CPU, train as one process",
+            launch.world,
+            launch.rank
+        );
+    }
+    let lead = launch.rank == 0;
     let set = ShardSet::open(
         plan.data,
         if plan.verify {
@@ -108,14 +143,16 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
                     state.examples
                 );
             }
-            state.cursor
+            state.cursor_for(launch.world as u64)
         }
         None => LoaderCursor::start(config.train.seed),
     };
     std::fs::create_dir_all(plan.out)
         .with_context(|| format!("creating {}", plan.out.display()))?;
-    std::fs::write(plan.out.join("config.toml"), config.to_toml_string())
-        .with_context(|| format!("writing {}", plan.out.join("config.toml").display()))?;
+    if lead {
+        std::fs::write(plan.out.join("config.toml"), config.to_toml_string())
+            .with_context(|| format!("writing {}", plan.out.join("config.toml").display()))?;
+    }
 
     let options = LoaderOptions {
         batch_size: config.train.batch_size,
@@ -127,7 +164,8 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         queue_depth: config.data.queue_depth,
         mask_prob: config.data.mask_prob,
         crop_fraction: config.model.scl.then_some(config.data.crop_fraction),
-        ..LoaderOptions::default()
+        rank: launch.rank as u64,
+        world: launch.world as u64,
     };
     let mut loader = Loader::start(set.clone(), &options, cursor)?;
     let queue = Arc::new(Mutex::new(QueueMetrics::default()));
@@ -138,73 +176,110 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         Some(batch)
     });
     let data_log_path = plan.out.join(DATA_METRICS_FILE);
-    let data_log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&data_log_path)
-        .with_context(|| format!("opening {}", data_log_path.display()))?;
-    let progress = bar(
-        config.train.steps,
-        "{elapsed_precise} [{wide_bar}] step {pos}/{len} ETA {eta} {msg}",
-    );
+    let data_log = if lead {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&data_log_path)
+            .with_context(|| format!("opening {}", data_log_path.display()))?;
+        Some(file)
+    } else {
+        None
+    };
+    let progress = if lead {
+        bar(
+            config.train.steps,
+            "{elapsed_precise} [{wide_bar}] step {pos}/{len} ETA {eta} {msg}",
+        )
+    } else {
+        ProgressBar::hidden()
+    };
     let mut hooks = Hooks {
         progress: &progress,
         tokenizer_sha256: manifest.tokenizer.sha256.clone(),
         examples: set.len(),
+        world: launch.world as u64,
         queue,
         data_log,
+        lead,
     };
-    let run_options = RunOptions {
+    let run = Run {
         config: &config,
-        out_dir: plan.out,
+        out: plan.out,
         resume,
-        topology: cocolm_trainer::step::DataParallel::Single,
     };
-    let summary = match config.train.precision {
-        Precision::Fp32 => {
-            let device = Default::default();
-            cocolm_trainer::train::run::<cocolm_trainer::CpuBackend, _, _>(
-                run_options,
-                &device,
-                batches,
-                &mut hooks,
-            )?
-        }
-        other => run_on_gpu(other, run_options, batches, &mut hooks)?,
+    let summary = match (config.train.device, config.train.precision) {
+        (Device::Cpu, Precision::Fp32) => run.on::<cocolm_trainer::CpuBackend>(
+            DataParallel::Single,
+            &Default::default(),
+            batches,
+            &mut hooks,
+        )?,
+        (Device::Cpu, _) => run.on::<cocolm_trainer::backend::FlexBackend>(
+            DataParallel::Single,
+            &Default::default(),
+            batches,
+            &mut hooks,
+        )?,
+        (Device::Cuda, _) => run_on_gpu(&launch, run, batches, &mut hooks)?,
     };
     progress.finish_and_clear();
-    let svg = plan.out.join("loss.svg");
-    crate::plot::plot_run(&plan.out.join(cocolm_trainer::train::METRICS_FILE), &svg)?;
+    if lead {
+        let svg = plan.out.join("loss.svg");
+        crate::plot::plot_run(&plan.out.join(cocolm_trainer::train::METRICS_FILE), &svg)?;
+    }
     Ok(summary)
+}
+
+/// A run, before its backend is chosen.
+struct Run<'a> {
+    config: &'a RunConfig,
+    out: &'a Path,
+    resume: Option<cocolm_trainer::train::ResumePoint>,
+}
+
+impl Run<'_> {
+    fn on<B: cocolm_trainer::kernels::TrainBackend>(
+        self,
+        topology: DataParallel<B::InnerBackend>,
+        device: &B::Device,
+        batches: impl Iterator<Item = cocolm_pipeline::Result<Batch>>,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<RunSummary> {
+        let options = RunOptions {
+            config: self.config,
+            out_dir: self.out,
+            resume: self.resume,
+            topology,
+        };
+        Ok(cocolm_trainer::train::run::<B, _, _>(
+            options, device, batches, hooks,
+        )?)
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
 fn run_on_gpu(
-    precision: Precision,
-    _options: RunOptions<'_, cocolm_trainer::CpuInner>,
+    _launch: &Launch,
+    _run: Run<'_>,
     _batches: impl Iterator<Item = cocolm_pipeline::Result<Batch>>,
     _hooks: &mut Hooks<'_>,
 ) -> Result<RunSummary> {
     bail!(
-        "precision {precision:?} trains on CUDA: rebuild with `--features cuda`, or set train.precision = \"fp32\" for the CPU"
+        "train.device = \"cuda\" needs a build with CUDA support: `cargo build --release --features cuda` (this binary was built without it); or train on the CPU with --device cpu"
     )
 }
 
 #[cfg(feature = "cuda")]
 fn run_on_gpu(
-    precision: Precision,
-    options: RunOptions<'_>,
+    launch: &Launch,
+    run: Run<'_>,
     batches: impl Iterator<Item = cocolm_pipeline::Result<Batch>>,
     hooks: &mut Hooks<'_>,
 ) -> Result<RunSummary> {
-    use cocolm_trainer::backend::{CudaBf16, CudaF16};
-    let device = Default::default();
-    Ok(match precision {
-        Precision::Bf16 => {
-            cocolm_trainer::train::run::<CudaBf16, _, _>(options, &device, batches, hooks)?
-        }
-        _ => cocolm_trainer::train::run::<CudaF16, _, _>(options, &device, batches, hooks)?,
-    })
+    let topology = super::cuda::topology(launch, run.config.train.zero_bucket, launch.world > 1)?;
+    let device = super::cuda::device(launch.local_rank);
+    run.on::<cocolm_trainer::backend::CudaBackend>(topology, &device, batches, hooks)
 }
 
 /// Loader queue metrics, one JSON line per logged step (appended by every run, resumed
@@ -215,13 +290,20 @@ struct Hooks<'a> {
     progress: &'a ProgressBar,
     tokenizer_sha256: String,
     examples: u64,
+    world: u64,
     queue: Arc<Mutex<QueueMetrics>>,
-    data_log: std::fs::File,
+    /// Rank 0's loader metrics log (other ranks write none).
+    data_log: Option<std::fs::File>,
+    /// Whether this is rank 0 (the one that reports).
+    lead: bool,
 }
 
 impl Hooks<'_> {
-    /// A line above the bar, or on stderr when there is no bar.
+    /// A line above the bar, or on stderr when there is no bar (rank 0 only).
     fn say(&self, line: String) {
+        if !self.lead {
+            return;
+        }
         if self.progress.is_hidden() {
             eprintln!("{line}");
         } else {
@@ -236,6 +318,7 @@ impl RunHooks for Hooks<'_> {
             cursor: last_batch.cursor_after,
             tokenizer_sha256: self.tokenizer_sha256.clone(),
             examples: self.examples,
+            world: self.world,
         })
         .expect("the data state serialises")
     }
@@ -249,7 +332,9 @@ impl RunHooks for Hooks<'_> {
             Event::Step(m) => {
                 let queue = *self.queue.lock().expect("queue metrics lock");
                 let line = serde_json::json!({"step": m.step, "queue": queue});
-                if let Err(e) = writeln!(self.data_log, "{line}") {
+                if let Some(log) = &mut self.data_log
+                    && let Err(e) = writeln!(log, "{line}")
+                {
                     self.say(format!("warning: cannot write {DATA_METRICS_FILE}: {e}"));
                 }
                 self.progress.set_position(m.step);
@@ -262,7 +347,7 @@ impl RunHooks for Hooks<'_> {
                     m.tokens_per_s,
                     100.0 * m.data_wait_fraction.unwrap_or(0.0)
                 ));
-                if self.progress.is_hidden() {
+                if self.lead && self.progress.is_hidden() {
                     eprintln!(
                         "step {} loss {:.4} mlm {:.4} copy {:.4} clm {:.4} replaced {:.3} lr {:.2e} {:.0} tok/s",
                         m.step,

@@ -5,9 +5,10 @@
 //!
 //! - [`CpuBackend`]: `burn-ndarray` in `f32` with autodiff, multi-threaded (rayon and
 //!   `matrixmultiply` threading) and SIMD, the embedded default that runs anywhere;
-//! - with the `cuda` feature, `CudaF16` / `CudaBf16` / `CudaF32`: `burn-cuda`.
-//!   The half-precision aliases run the whole model in that element type; fp32 master
-//!   weights with dynamic loss scaling are not implemented yet.
+//! - [`FlexBackend`]: `burn-flex` with autodiff, for half precision on the CPU (the
+//!   portable code path, the one CUDA runs);
+//! - with the `cuda` feature, `CudaBackend`: burn's cubecl CUDA backend, fp32 parameters,
+//!   any precision by casts.
 
 /// The CPU backend without autodiff (evaluation, optimiser arithmetic).
 pub type CpuInner = burn::backend::NdArray<f32>;
@@ -23,17 +24,63 @@ pub type FlexInner = burn::backend::Flex;
 /// reference kernels (the code path CUDA runs).
 pub type FlexBackend = burn::backend::Autodiff<FlexInner>;
 
-/// CUDA training backend in fp16.
+/// The CUDA backend without autodiff: burn-cuda's cubecl backend (without fusion) with
+/// f32 as its default float, named through `burn-cubecl` so that the NCCL collective can
+/// reach its buffers.
 #[cfg(feature = "cuda")]
-pub type CudaF16 = burn::backend::Autodiff<burn::backend::Cuda<burn::tensor::f16, i32>>;
+pub type CudaInner = burn_cubecl::CubeBackend<burn_cubecl::cubecl::cuda::CudaRuntime, f32, i32, u8>;
 
-/// CUDA training backend in bf16.
+/// The CUDA training backend: fp32 parameters (master weights), activations in the run's
+/// precision by casts ([`crate::precision`]).
 #[cfg(feature = "cuda")]
-pub type CudaBf16 = burn::backend::Autodiff<burn::backend::Cuda<burn::tensor::bf16, i32>>;
+pub type CudaBackend = burn::backend::Autodiff<CudaInner>;
 
-/// CUDA training backend in fp32.
+/// Check, without panicking, that GPU `ordinal` can be used: the driver library, a
+/// device, NVRTC and the CUDA headers cubecl compiles kernels with, and (for several
+/// ranks) NCCL. cudarc and cubecl panic when a library is missing; this names it instead.
 #[cfg(feature = "cuda")]
-pub type CudaF32 = burn::backend::Autodiff<burn::backend::Cuda<f32, i32>>;
+pub fn check_cuda(ordinal: usize, nccl: bool) -> crate::Result<()> {
+    use cudarc::driver::{result as driver, sys as driver_sys};
+    let missing = |what: &str| crate::Error::Device {
+        device: format!("cuda:{ordinal}"),
+        message: what.to_string(),
+    };
+    // SAFETY: only probes whether the shared library can be loaded.
+    if !unsafe { driver_sys::is_culib_present() } {
+        return Err(missing(
+            "the NVIDIA driver library (libcuda.so) is not installed or not on the loader path",
+        ));
+    }
+    driver::init().map_err(|e| {
+        missing(&format!(
+            "cuInit failed: {e:?} (no GPU, or a driver too old)"
+        ))
+    })?;
+    let count = driver::device::get_count().map_err(|e| missing(&format!("{e:?}")))?;
+    if ordinal >= count as usize {
+        return Err(missing(&format!(
+            "{count} CUDA device(s) visible (CUDA_VISIBLE_DEVICES?)"
+        )));
+    }
+    // SAFETY: as above.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(missing(
+            "NVRTC (libnvrtc.so) is not installed or not on the loader path",
+        ));
+    }
+    if burn_cubecl::cubecl::cuda::install::cuda_path().is_none() {
+        return Err(missing(
+            "the CUDA toolkit headers were not found (set CUDA_PATH, or install to /usr/local/cuda)",
+        ));
+    }
+    // SAFETY: as above.
+    if nccl && !unsafe { cudarc::nccl::sys::is_culib_present() } {
+        return Err(missing(
+            "NCCL is not loadable as libnccl.so: install libnccl-dev, or put a libnccl.so link to libnccl.so.2 on LD_LIBRARY_PATH",
+        ));
+    }
+    Ok(())
+}
 
 /// Keep freed tensor memory in the process instead of returning it to the kernel.
 ///

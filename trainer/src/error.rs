@@ -118,6 +118,14 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The device cannot be used (a library, the GPU or the toolkit is missing).
+    #[error("{device}: {message}")]
+    Device {
+        /// The device (`cuda:0`).
+        device: String,
+        /// What is missing.
+        message: String,
+    },
     /// The launch variables of a data-parallel run are missing or inconsistent.
     #[error("launch: {variable}: {message}")]
     Launch {

@@ -18,6 +18,8 @@
 //! forever.
 
 pub mod launch;
+#[cfg(feature = "cuda")]
+pub mod nccl;
 pub mod threads;
 
 use crate::Result;

@@ -247,22 +247,11 @@ impl<B> TrainBackend for B where B: AutodiffBackend<InnerBackend: Kernels> + Ker
 impl Kernels for crate::backend::FlexInner {}
 impl Kernels for crate::backend::FlexBackend {}
 
-/// The CUDA backends of [`crate::backend`] use the defaults.
+/// The CUDA backends use the defaults.
 #[cfg(feature = "cuda")]
-mod cuda {
-    use super::Kernels;
-    use burn::backend::{Autodiff, Cuda};
-    use burn::tensor::{bf16, f16};
-
-    macro_rules! defaults {
-        ($($float:ty),*) => {$(
-            impl Kernels for Cuda<$float, i32> {}
-            impl Kernels for Autodiff<Cuda<$float, i32>> {}
-        )*};
-    }
-
-    defaults!(f16, bf16, f32);
-}
+impl Kernels for crate::backend::CudaInner {}
+#[cfg(feature = "cuda")]
+impl Kernels for crate::backend::CudaBackend {}
 
 #[cfg(test)]
 pub(crate) mod test_support {
