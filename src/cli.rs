@@ -1,6 +1,7 @@
 //! Command-line arguments. Each flag is documented where it is defined.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cocolm_shared::{Device, Precision};
 use std::path::PathBuf;
 
 /// Prepare pretraining corpora and pretrain COCO-LM-style language models.
@@ -36,6 +37,34 @@ pub enum Command {
     /// Check a multi-process launch before a long job.
     #[command(subcommand)]
     Launch(LaunchCommand),
+    /// Check the model's numerics on a device against reference outputs.
+    #[command(subcommand)]
+    Check(CheckCommand),
+}
+
+/// `cocolm check` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Load the Hugging Face ELECTRA fixture into the encoder on the chosen device and
+    /// precision, and compare its outputs with the ones `transformers` computed.
+    Electra(CheckElectraArgs),
+}
+
+/// `cocolm check electra`.
+#[derive(Debug, Args)]
+pub struct CheckElectraArgs {
+    /// The fixture directory (weights and `io.safetensors`).
+    #[arg(long, default_value = "trainer/tests/data/electra-tiny")]
+    pub fixture: PathBuf,
+    /// Where to run: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    /// fp32, bf16 or fp16.
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
+    /// Fail when a relative error exceeds this.
+    #[arg(long, default_value_t = 1e-4)]
+    pub max_error: f64,
 }
 
 /// `cocolm launch` subcommands.
@@ -208,10 +237,10 @@ pub struct TrainArgs {
 pub struct ConfigOverrides {
     /// Where to train: cpu or cuda (sets train.device).
     #[arg(long)]
-    pub device: Option<String>,
+    pub device: Option<Device>,
     /// fp32, bf16 or fp16 (sets train.precision).
     #[arg(long)]
-    pub precision: Option<String>,
+    pub precision: Option<Precision>,
     /// Override any configuration value, `section.key=value` (repeatable):
     /// `--set model.num_layers=4 --set train.batch_size=16`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -221,13 +250,11 @@ pub struct ConfigOverrides {
 impl ConfigOverrides {
     /// Every override as `section.key=value`, the flags first.
     pub fn assignments(&self) -> Vec<String> {
-        let flags = [
-            ("train.device", &self.device),
-            ("train.precision", &self.precision),
-        ];
-        flags
+        let device = self.device.map(|d| format!("train.device=\"{d}\""));
+        let precision = self.precision.map(|p| format!("train.precision=\"{p}\""));
+        device
             .into_iter()
-            .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key}=\"{v}\"")))
+            .chain(precision)
             .chain(self.set.iter().cloned())
             .collect()
     }

@@ -118,6 +118,39 @@ pub enum Precision {
     Bf16,
 }
 
+/// The lowercase names of [`Device`] and [`Precision`] (as in the configuration file),
+/// for command-line flags.
+macro_rules! named_choices {
+    ($($ty:ident { $($variant:ident = $name:literal),+ })+) => {$(
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    other => Err(format!(
+                        "`{other}` is not one of {}",
+                        [$($name),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($ty::$variant => $name,)+
+                })
+            }
+        }
+    )+};
+}
+
+named_choices! {
+    Device { Cpu = "cpu", Cuda = "cuda" }
+    Precision { Fp32 = "fp32", Fp16 = "fp16", Bf16 = "bf16" }
+}
+
 /// Optimisation and loop settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -435,6 +468,19 @@ mod tests {
             let err = set(&[bad]).unwrap_err().to_string();
             assert!(err.contains("c.toml"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn device_and_precision_names_match_the_file_format() {
+        for device in [Device::Cpu, Device::Cuda] {
+            assert_eq!(device.to_string().parse::<Device>(), Ok(device));
+            assert_eq!(serde_json::to_value(device).unwrap(), device.to_string().as_str());
+        }
+        for precision in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
+            assert_eq!(precision.to_string().parse::<Precision>(), Ok(precision));
+            assert_eq!(serde_json::to_value(precision).unwrap(), precision.to_string().as_str());
+        }
+        assert!("fp8".parse::<Precision>().unwrap_err().contains("fp32, fp16, bf16"));
     }
 
     #[test]

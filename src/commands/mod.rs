@@ -1,6 +1,7 @@
 //! One module per subcommand: turn validated arguments into library calls.
 
 pub mod bench;
+mod check;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod data;
@@ -10,7 +11,7 @@ mod prepare;
 mod tokenizer;
 mod train;
 
-use crate::cli::{BenchCommand, Cli, Command, LaunchCommand, TokenizerCommand};
+use crate::cli::{BenchCommand, CheckCommand, Cli, Command, LaunchCommand, TokenizerCommand};
 use anyhow::Result;
 
 /// Run the parsed command line.
@@ -32,5 +33,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Train(args)) => bench::train(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Launch(LaunchCommand::Check(args)) => launch::check(&args),
+        Command::Check(CheckCommand::Electra(args)) => check::electra(&args),
     }
 }

@@ -26,6 +26,8 @@
 //! The discriminator's two-layer `discriminator_predictions` head is not our copy head and
 //! is skipped.
 
+pub mod fixture;
+
 use crate::model::backbone::Backbone;
 use crate::model::generator::Generator;
 use crate::params::{self, NamedTensor};
