@@ -325,6 +325,26 @@ impl RunHooks for Hooks<'_> {
 
     fn on_event(&mut self, event: Event<'_>) {
         match event {
+            Event::Started {
+                rank,
+                world,
+                parameters,
+                optimizer_state_bytes,
+            } => {
+                let unsharded = 12 * parameters as u64;
+                let line = format!(
+                    "rank {rank} of {world}: {parameters} parameters; optimiser state {} on this rank ({} unsharded{})",
+                    crate::progress::bytes(optimizer_state_bytes as f64),
+                    crate::progress::bytes(unsharded as f64),
+                    if world > 1 { ", ZeRO-1" } else { "" }
+                );
+                // Every rank reports its own share.
+                if self.lead {
+                    self.say(line);
+                } else {
+                    eprintln!("{line}");
+                }
+            }
             Event::Resumed { step, path } => {
                 self.progress.set_position(step);
                 self.say(format!("resumed at step {step} from {}", path.display()));

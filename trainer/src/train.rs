@@ -51,6 +51,18 @@ pub fn find_resume(out_dir: &Path) -> Result<Option<ResumePoint>> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event<'a> {
+    /// The trainer is built (before any checkpoint is restored).
+    Started {
+        /// This rank.
+        rank: usize,
+        /// Number of data-parallel ranks.
+        world: usize,
+        /// Trainable parameters.
+        parameters: usize,
+        /// Bytes of optimiser state on this rank (fp32 master weights and moments:
+        /// `12·parameters / world`, plus padding).
+        optimizer_state_bytes: u64,
+    },
     /// The model, optimiser and step were restored from a checkpoint.
     Resumed {
         /// Steps completed at the checkpoint.
@@ -153,6 +165,15 @@ where
     );
     let mut trainer = Trainer::<B>::with_topology(config, device, topology)?;
     let lead = trainer.collective().rank() == 0;
+    hooks.on_event(Event::Started {
+        rank: trainer.collective().rank(),
+        world: trainer.collective().world(),
+        parameters: params::param_specs(trainer.model())
+            .iter()
+            .map(params::ParamSpec::numel)
+            .sum(),
+        optimizer_state_bytes: trainer.optimizer().state_bytes(),
+    });
     let inner_device = burn::tensor::Tensor::<B, 1>::empty([0], device)
         .inner()
         .device();
