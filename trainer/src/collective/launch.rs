@@ -10,7 +10,9 @@
 //!
 //! [`rendezvous`] then hands rank 0's payload (the NCCL unique id) to every rank over TCP
 //! at `MASTER_ADDR:MASTER_PORT`; NCCL does the rest, across nodes too. Only those bytes
-//! cross this connection, never tensors.
+//! cross this connection, never tensors. Under `torchrun` (which sets
+//! `TORCHELASTIC_RUN_ID`) its agent already listens on `MASTER_PORT`, so the rendezvous
+//! takes the next port; `COCOLM_RENDEZVOUS_PORT` overrides either.
 
 use crate::{Error, Result};
 use std::io::{Read, Write};
@@ -81,13 +83,29 @@ impl Launch {
                 }),
             }
         };
+        let parse_port = |name: &str, v: String| -> Result<u16> {
+            v.trim().parse().map_err(|_| Error::Launch {
+                variable: name.to_string(),
+                message: format!("`{v}` is not a port number"),
+            })
+        };
         let port = || -> Result<u16> {
+            if let Some(v) = var("COCOLM_RENDEZVOUS_PORT") {
+                return parse_port("COCOLM_RENDEZVOUS_PORT", v);
+            }
             match var("MASTER_PORT") {
                 None => Ok(DEFAULT_PORT),
-                Some(v) => v.trim().parse().map_err(|_| Error::Launch {
-                    variable: "MASTER_PORT".into(),
-                    message: format!("`{v}` is not a port number"),
-                }),
+                Some(v) => {
+                    let port = parse_port("MASTER_PORT", v)?;
+                    match var("TORCHELASTIC_RUN_ID") {
+                        // torchrun's agent serves its own store on MASTER_PORT.
+                        Some(_) => port.checked_add(1).ok_or_else(|| Error::Launch {
+                            variable: "MASTER_PORT".into(),
+                            message: "no port after it for the rendezvous".into(),
+                        }),
+                        None => Ok(port),
+                    }
+                }
             }
         };
         let (launcher, rank, world, local_rank, addr) = if let Some(world) = number("WORLD_SIZE")? {
@@ -401,6 +419,18 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("MASTER_PORT"), "{err}");
+        // Under torchrun its agent holds MASTER_PORT; an explicit port wins over both.
+        let torchrun = [
+            ("RANK", "1"),
+            ("WORLD_SIZE", "2"),
+            ("MASTER_ADDR", "a"),
+            ("MASTER_PORT", "29500"),
+            ("TORCHELASTIC_RUN_ID", "job"),
+        ];
+        assert_eq!(launch(&torchrun).unwrap().master_port, 29501);
+        let mut explicit = torchrun.to_vec();
+        explicit.push(("COCOLM_RENDEZVOUS_PORT", "4000"));
+        assert_eq!(launch(&explicit).unwrap().master_port, 4000);
     }
 
     #[test]
