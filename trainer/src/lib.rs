@@ -26,12 +26,15 @@
 //! [`kernels::Kernels`] on it and on its inner backend).
 //!
 //! A program that trains on the CPU should call [`backend::tune_allocator`] once at
-//! start-up (about a third faster steps with glibc). `cocolm bench train` times steps;
+//! start-up (about a third faster steps with glibc; it is `unsafe`, read its rule). `cocolm bench train` times steps;
 //! `PERF_NOTES.md` records what was measured.
 //!
-//! Determinism: every step reseeds the backend RNG from `(seed, step, micro-batch)`. The
-//! ndarray backend's RNG is process-wide, so nothing else in the process may draw from
-//! burn's RNG while training if resumed runs are to be bit-identical.
+//! Determinism: the generator's draws are a pure function of `(seed, step, example,
+//! position)` ([`sample::position_uniforms`]), and every micro-batch reseeds the backend
+//! RNG (dropout) from `(seed, step, global micro-batch index)`. The CPU backends' RNG is
+//! process-wide, so nothing else in the process may draw from burn's RNG while training
+//! if resumed runs are to be bit-identical; in-process thread ranks share it, so their
+//! dropout masks depend on thread timing (their tests run without dropout).
 #![warn(missing_docs)]
 
 pub mod backend;
