@@ -1,13 +1,13 @@
 //! ZeRO stage 1 across thread ranks: the same parameters as one rank on the same global
 //! batch, exact resume from sharded checkpoints, and resume on another number of ranks.
 
-use crate::rng_lock;
+use crate::{motifs, rng_lock, tiny};
 use cocolm_shared::{Batch, RunConfig};
 use cocolm_trainer::checkpoint::{Checkpoint, Checkpointer, FileCheckpointer, Retention};
 use cocolm_trainer::collective::threads::ThreadGroup;
 use cocolm_trainer::params::{self, NamedTensor};
 use cocolm_trainer::step::{DataParallel, StepMetrics, Trainer};
-use cocolm_trainer::synthetic::{Content, Synthetic};
+use cocolm_trainer::synthetic::Synthetic;
 use cocolm_trainer::train::{DefaultHooks, RunOptions, find_resume, run};
 use cocolm_trainer::{CpuBackend, CpuInner, tensor_file};
 use std::convert::Infallible;
@@ -17,31 +17,18 @@ use std::sync::Arc;
 /// The tiny model without dropout (thread ranks share burn-ndarray's process-wide RNG,
 /// so dropout masks would depend on thread timing), with small odd buckets.
 fn config() -> RunConfig {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml");
-    let mut c = RunConfig::from_toml_file(&path).unwrap();
-    c.model.vocab_size = 32;
-    c.model.hidden_size = 32;
-    c.model.ffn_size = 64;
-    c.model.max_positions = 32;
+    let mut c = tiny();
     c.model.dropout = 0.0;
     c.train.batch_size = 4;
     c.train.warmup_steps = 1;
     c.train.zero_bucket = 997;
+    c.data.mask_prob = 0.2;
     c
 }
 
-/// Micro-batch `i` of the global stream.
+/// The global stream of micro-batches.
 fn corpus(config: &RunConfig) -> Synthetic {
-    Synthetic {
-        batch_size: config.train.batch_size,
-        seq_len: 16,
-        vocab_size: config.model.vocab_size,
-        mask_prob: 0.2,
-        seed: 11,
-        content: Content::Motifs,
-        ragged: true,
-        crop_fraction: None,
-    }
+    motifs(config, 11, true)
 }
 
 /// Micro-batches of `rank` at `step` when each rank takes `accum` consecutive ones of a

@@ -1,22 +1,17 @@
 //! Half precision on the CPU: the portable code path (the one CUDA runs) on burn-flex, in
 //! bf16 and fp16 with fp32 master weights, and fp16's dynamic loss scaling.
 
-use crate::rng_lock;
+use crate::{motifs, rng_lock, tiny};
 use cocolm_shared::{Batch, Precision, RunConfig};
 use cocolm_trainer::CpuBackend;
 use cocolm_trainer::backend::FlexBackend;
 use cocolm_trainer::params;
 use cocolm_trainer::step::{StepMetrics, Trainer};
-use cocolm_trainer::synthetic::{Content, Synthetic};
+use cocolm_trainer::synthetic::Synthetic;
 use std::path::Path;
 
 fn config(precision: Precision) -> RunConfig {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml");
-    let mut c = RunConfig::from_toml_file(&path).unwrap();
-    c.model.vocab_size = 32;
-    c.model.hidden_size = 32;
-    c.model.ffn_size = 64;
-    c.model.max_positions = 32;
+    let mut c = tiny();
     c.train.batch_size = 16;
     c.train.steps = 40;
     c.train.warmup_steps = 4;
@@ -26,16 +21,7 @@ fn config(precision: Precision) -> RunConfig {
 }
 
 fn corpus(config: &RunConfig) -> Synthetic {
-    Synthetic {
-        batch_size: config.train.batch_size,
-        seq_len: 16,
-        vocab_size: config.model.vocab_size,
-        mask_prob: config.data.mask_prob,
-        seed: 3,
-        content: Content::Motifs,
-        ragged: true,
-        crop_fraction: None,
-    }
+    motifs(config, 3, true)
 }
 
 fn steps<B: cocolm_trainer::kernels::TrainBackend>(

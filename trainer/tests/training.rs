@@ -1,37 +1,17 @@
 //! Training end to end on synthetic batches: learning, exact resume, failure modes.
 
-use crate::rng_lock;
+use crate::{motifs, rng_lock, tiny};
 use cocolm_shared::{Batch, LoaderCursor, RunConfig};
 use cocolm_trainer::step::DataParallel;
 use cocolm_trainer::step::StepMetrics;
-use cocolm_trainer::synthetic::{Content, Synthetic};
+use cocolm_trainer::synthetic::Synthetic;
 use cocolm_trainer::train::{DefaultHooks, RunOptions, find_resume, run};
 use cocolm_trainer::{CpuBackend, CpuInner, Error, tensor_file};
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-
-fn tiny() -> RunConfig {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml");
-    let mut c = RunConfig::from_toml_file(&path).unwrap();
-    c.model.vocab_size = 32;
-    c.model.hidden_size = 32;
-    c.model.ffn_size = 64;
-    c.model.max_positions = 32;
-    c.train.batch_size = 8;
-    c
-}
+use std::path::Path;
 
 fn corpus(config: &RunConfig, ragged: bool) -> Synthetic {
-    Synthetic {
-        batch_size: config.train.batch_size,
-        seq_len: 16,
-        vocab_size: config.model.vocab_size,
-        mask_prob: config.data.mask_prob,
-        seed: 3,
-        content: Content::Motifs,
-        ragged,
-        crop_fraction: config.model.scl.then_some(0.9),
-    }
+    motifs(config, 3, ragged)
 }
 
 fn ok(batches: impl Iterator<Item = Batch>) -> impl Iterator<Item = Result<Batch, Infallible>> {
