@@ -8,8 +8,10 @@
 //! - [`Trainer`] (here): the step itself.
 //!
 //! Every micro-step is a pure function of `(seed, step, micro-batch index)`: the backend
-//! RNG is reseeded from [`cocolm_shared::hash::seed_of`] before it, so dropout and
-//! sampling replay exactly after a resume.
+//! RNG (dropout) is reseeded from [`cocolm_shared::hash::seed_of`] before it, and the
+//! generator's draws are keyed by `(seed, step, example, position)`
+//! ([`crate::sample::position_uniforms`]), so both replay exactly after a resume, and the
+//! draws do not depend on how a global batch is split across ranks.
 
 pub mod batch;
 pub mod gradients;
