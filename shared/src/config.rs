@@ -474,13 +474,24 @@ mod tests {
     fn device_and_precision_names_match_the_file_format() {
         for device in [Device::Cpu, Device::Cuda] {
             assert_eq!(device.to_string().parse::<Device>(), Ok(device));
-            assert_eq!(serde_json::to_value(device).unwrap(), device.to_string().as_str());
+            assert_eq!(
+                serde_json::to_value(device).unwrap(),
+                device.to_string().as_str()
+            );
         }
         for precision in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
             assert_eq!(precision.to_string().parse::<Precision>(), Ok(precision));
-            assert_eq!(serde_json::to_value(precision).unwrap(), precision.to_string().as_str());
+            assert_eq!(
+                serde_json::to_value(precision).unwrap(),
+                precision.to_string().as_str()
+            );
         }
-        assert!("fp8".parse::<Precision>().unwrap_err().contains("fp32, fp16, bf16"));
+        assert!(
+            "fp8"
+                .parse::<Precision>()
+                .unwrap_err()
+                .contains("fp32, fp16, bf16")
+        );
     }
 
     #[test]
