@@ -85,6 +85,13 @@ pub struct LaunchCheckArgs {
 }
 
 impl Command {
+    /// Whether the command is a long job that stops cleanly on the first SIGINT/SIGTERM/
+    /// SIGUSR1 (`crate::signals`); the others (the demo, which starts over anyway,
+    /// included) keep the default behaviour.
+    pub fn stops_cleanly(&self) -> bool {
+        matches!(self, Command::Prepare(_) | Command::Train(_))
+    }
+
     /// Whether the command trains a model on the CPU (and wants the allocator tuned for
     /// it, [`cocolm_trainer::backend::tune_allocator`]).
     pub fn trains(&self) -> bool {

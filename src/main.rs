@@ -7,12 +7,17 @@ mod commands;
 mod memory;
 mod plot;
 mod progress;
+mod signals;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    signals::ignore_file_size_limit_signal();
+    if args.command.stops_cleanly() {
+        signals::install();
+    }
     if args.command.trains() {
         // SAFETY: called once, first thing in `main`, before any thread exists; the
         // process-wide setting is what training on the CPU wants (freed tensor buffers
@@ -22,6 +27,12 @@ fn main() -> ExitCode {
     match commands::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            if let Some(stopped) = err.downcast_ref::<signals::Resumable>() {
+                if !stopped.0.is_empty() {
+                    eprintln!("{stopped}");
+                }
+                return ExitCode::from(signals::EXIT_RESUMABLE);
+            }
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }

@@ -55,6 +55,19 @@ pub enum Error {
         /// Why it cannot be used.
         message: String,
     },
+    /// The job was asked to stop ([`cocolm_shared::Stop`], a signal) and did: what is
+    /// committed in `out` is consistent, and the same command resumes from it.
+    #[error(
+        "{out}: stopped (signal {signal}) with {shards} complete shard(s) committed; run the same command to resume"
+    )]
+    Interrupted {
+        /// The output directory.
+        out: PathBuf,
+        /// The signal (or other cause) of the request.
+        signal: i32,
+        /// Shards committed to the manifest.
+        shards: usize,
+    },
     /// A tokenizer could not be trained, loaded or run.
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),

@@ -192,6 +192,9 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Write a checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
+    /// Also write one when this many minutes have passed since the last (0: off), so a
+    /// pre-empted run loses at most this much work whatever its step time.
+    pub checkpoint_every_minutes: f64,
     /// Checkpoints kept on disk (the newest); at least 1.
     pub keep_checkpoints: usize,
     /// Where the model trains.
@@ -234,6 +237,7 @@ impl Default for TrainConfig {
             seed: 1,
             log_every: 10,
             checkpoint_every: 500,
+            checkpoint_every_minutes: 30.0,
             keep_checkpoints: 2,
             device: Device::Cpu,
             precision: Precision::Fp32,
@@ -409,6 +413,15 @@ impl RunConfig {
         }
         if t.zero_bucket == 0 {
             return bad("train.zero_bucket", "must be at least 1".into());
+        }
+        if !(t.checkpoint_every_minutes.is_finite() && t.checkpoint_every_minutes >= 0.0) {
+            return bad(
+                "train.checkpoint_every_minutes",
+                format!(
+                    "{} is not a number of minutes ≥ 0",
+                    t.checkpoint_every_minutes
+                ),
+            );
         }
         if t.keep_checkpoints == 0 {
             return bad("train.keep_checkpoints", "must be at least 1".into());

@@ -35,6 +35,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Another process holds the folder's lock ([`crate::lock::DirLock`]).
+    #[error(
+        "{dir}: another job is writing here ({holder}); wait for it to end, or choose another folder"
+    )]
+    Locked {
+        /// The locked folder.
+        dir: PathBuf,
+        /// Who holds it: `pid N: command line`.
+        holder: String,
+    },
 }
 
 impl Error {

@@ -7,7 +7,9 @@
 //! - [`batch`]: the [`Batch`] a loader worker hands through the queue to the trainer;
 //! - [`manifest`]: the `manifest.json` that describes a shard directory;
 //! - [`cursor`]: the exact position of a loader in its epoch, stored in checkpoints;
-//! - [`error`]: the errors these types raise when read from disk.
+//! - [`error`]: the errors these types raise when read from disk;
+//! - [`stop`] and [`lock`]: a clean-stop request and one writer per output folder, for
+//!   the long jobs of both sides.
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -15,12 +17,16 @@ pub mod config;
 pub mod cursor;
 pub mod error;
 pub mod hash;
+pub mod lock;
 pub mod manifest;
+pub mod stop;
 
 pub use batch::{Batch, CropView};
 pub use config::{DataConfig, Device, ModelConfig, Precision, RunConfig, TrainConfig};
 pub use cursor::LoaderCursor;
 pub use error::{Error, Result};
+pub use lock::DirLock;
 pub use manifest::{
     InputFileRecord, Manifest, ManifestState, ShardRecord, SpecialTokens, TokenizerRecord,
 };
+pub use stop::Stop;

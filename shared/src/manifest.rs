@@ -459,12 +459,16 @@ impl Manifest {
     }
 }
 
-/// Write `bytes` to `tmp`, fsync it, rename it to `path` and fsync the directory.
+/// Write `bytes` to `tmp`, fsync it, rename it to `path` and fsync the directory. On a
+/// write error (a full disk) `tmp` is removed and `path` keeps its previous content.
 pub fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(tmp, e))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(tmp);
+        return Err(Error::io(tmp, e));
+    }
     drop(f);
     std::fs::rename(tmp, path).map_err(|e| Error::io(path, e))?;
     sync_parent(path)

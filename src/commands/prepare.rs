@@ -18,6 +18,7 @@ pub fn options(args: &PrepareArgs) -> PrepareOptions {
     }
     options.shard_bytes = args.shard_size;
     options.strict = args.strict;
+    options.stop = crate::signals::stop();
     options
 }
 
@@ -69,8 +70,23 @@ pub fn run(args: &PrepareArgs) -> Result<PrepareReport> {
             p.tokens as f64 / secs,
             p.examples
         ));
-    })?;
+    });
     progress.finish_and_clear();
+    let report = match report {
+        Err(cocolm_pipeline::Error::Interrupted {
+            out,
+            signal,
+            shards,
+        }) => {
+            return Err(crate::signals::Resumable(format!(
+                "stopped on signal {signal}: {} holds {shards} complete shard(s) and a manifest to resume from; to resume, run the same command:\n  {}",
+                out.display(),
+                crate::signals::command_line("")
+            ))
+            .into());
+        }
+        report => report?,
+    };
     print_summary(args, &report);
     Ok(report)
 }

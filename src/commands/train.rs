@@ -2,11 +2,12 @@
 
 use crate::cli::TrainArgs;
 use crate::progress::bar;
+use crate::signals::{Resumable, command_line};
 use anyhow::{Context, Result, bail};
 use cocolm_pipeline::loader::{Loader, LoaderOptions, default_workers};
 use cocolm_pipeline::queue::QueueMetrics;
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
-use cocolm_shared::{Batch, Device, LoaderCursor, Precision, RunConfig};
+use cocolm_shared::{Batch, Device, DirLock, LoaderCursor, Precision, RunConfig};
 use cocolm_trainer::collective::launch::Launch;
 use cocolm_trainer::step::DataParallel;
 use cocolm_trainer::train::{Event, RunHooks, RunOptions, RunSummary, find_resume};
@@ -118,6 +119,12 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         );
     }
     config.validate(Path::new("<run configuration>"))?;
+    // One job per run directory (rank 0 speaks for a data-parallel run), held to the end.
+    let _lock = if lead {
+        Some(DirLock::acquire(plan.out)?)
+    } else {
+        None
+    };
 
     let resume = if plan.resume {
         let point = find_resume(plan.out)?
@@ -228,7 +235,32 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         let svg = plan.out.join("loss.svg");
         crate::plot::plot_run(&plan.out.join(cocolm_trainer::train::METRICS_FILE), &svg)?;
     }
+    if let Some(signal) = summary.stopped {
+        return Err(stopped_message(signal, &summary, lead).into());
+    }
     Ok(summary)
+}
+
+/// What a run stopped by a signal reports (rank 0 only): where it is and how to resume.
+fn stopped_message(signal: i32, summary: &RunSummary, lead: bool) -> Resumable {
+    let cause = if signal > 0 {
+        format!("signal {signal}")
+    } else {
+        "a signal to another rank".into()
+    };
+    Resumable(match (&summary.last_checkpoint, lead) {
+        (_, false) => String::new(),
+        (Some(path), true) => format!(
+            "stopped on {cause} after step {}; checkpoint {}; to resume:\n  {}",
+            summary.step,
+            path.display(),
+            command_line("--resume")
+        ),
+        (None, true) => format!(
+            "stopped on {cause} before the first step ended: nothing to save; to start again:\n  {}",
+            command_line("")
+        ),
+    })
 }
 
 /// A run, before its backend is chosen.
@@ -251,6 +283,7 @@ impl Run<'_> {
             out_dir: self.out,
             resume: self.resume,
             topology,
+            stop: crate::signals::stop(),
         };
         Ok(cocolm_trainer::train::run::<B, _, _>(
             options, device, batches, hooks,

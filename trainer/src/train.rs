@@ -7,14 +7,14 @@
 //! produces bit-identical losses to an uninterrupted one on CPU.
 
 use crate::checkpoint::{Checkpoint, Checkpointer, FileCheckpointer, Retention};
-use crate::collective::all_ok;
+use crate::collective::{all_ok, any_rank};
 use crate::kernels::TrainBackend;
 use crate::step::{DataParallel, StepMetrics, Trainer};
 use crate::{Error, Result, params};
-use cocolm_shared::{Batch, RunConfig};
+use cocolm_shared::{Batch, RunConfig, Stop};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// File name of the metrics log inside the run directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -111,6 +111,9 @@ pub struct RunOptions<'a, B: burn::tensor::backend::Backend> {
     pub resume: Option<ResumePoint>,
     /// This process's place among the data-parallel ranks.
     pub topology: DataParallel<B>,
+    /// A request to stop early: the loop finishes the optimiser step under way, writes a
+    /// checkpoint and returns with [`RunSummary::stopped`] set.
+    pub stop: Stop,
 }
 
 /// How a run ended.
@@ -124,12 +127,17 @@ pub struct RunSummary {
     pub last_metrics: Option<StepMetrics>,
     /// The batch source ended before `train.steps`.
     pub source_exhausted: bool,
+    /// The run stopped early on a [`RunOptions::stop`] request (on any rank); its cause.
+    pub stopped: Option<i32>,
 }
 
 /// Train until `train.steps`, pulling `train.grad_accum` batches per step from `batches`.
 ///
-/// Writes metrics every `log_every` steps and checkpoints every `checkpoint_every` steps
-/// and at the end. Fails with [`Error::NonFinite`] (naming the intact last checkpoint)
+/// Writes metrics every `log_every` steps, checkpoints every `checkpoint_every` steps,
+/// when `checkpoint_every_minutes` have passed since the last one, and at the end. A
+/// [`RunOptions::stop`] request (a signal) ends the run after the step under way, with a
+/// checkpoint; the ranks of a data-parallel run agree on it and on time-based
+/// checkpoints, so they stop and save at the same step. Fails with [`Error::NonFinite`] (naming the intact last checkpoint)
 /// when the loss or gradient norm stops being finite, and with [`Error::Data`] when the
 /// source yields an error. Time spent waiting in `batches.next()` is reported as
 /// `data_wait_fraction`.
@@ -154,6 +162,7 @@ where
         out_dir,
         resume,
         topology,
+        stop,
     } = options;
     config
         .validate(Path::new("<run configuration>"))
@@ -254,10 +263,15 @@ where
         }
     };
 
+    let checkpoint_interval = (config.train.checkpoint_every_minutes > 0.0)
+        .then(|| Duration::from_secs_f64(config.train.checkpoint_every_minutes * 60.0));
+    let mut last_save = Instant::now();
+    let mut stopped = None;
     'steps: while trainer.step() < config.train.steps {
         let waited = Instant::now();
+        let stop_here = stop.requested();
         let mut micro = Vec::with_capacity(config.train.grad_accum);
-        while micro.len() < config.train.grad_accum {
+        while stop_here.is_none() && micro.len() < config.train.grad_accum {
             match source.next() {
                 Some(Ok(batch)) => micro.push(batch),
                 Some(Err(e)) => {
@@ -272,9 +286,21 @@ where
                 }
             }
         }
-        // All ranks stop together when any rank's source ends.
-        if !all_ok(trainer.collective(), !source_exhausted, &inner_device)? {
+        let time_due = checkpoint_interval.is_some_and(|every| last_save.elapsed() >= every);
+        // The ranks decide together: all stop when any rank's source ends or any rank
+        // is asked to stop, and all save when any rank's clock says so.
+        let [ended, stopping, save_now] = any_rank(
+            trainer.collective(),
+            [source_exhausted, stop_here.is_some(), time_due],
+            &inner_device,
+        )?;
+        if ended {
             source_exhausted = true;
+            break 'steps;
+        }
+        if stopping {
+            // A rank asked by a signal other ranks did not get reports it as cause -1.
+            stopped = Some(stop_here.unwrap_or(-1));
             break 'steps;
         }
         wait_s += waited.elapsed().as_secs_f64();
@@ -309,9 +335,12 @@ where
             hooks.on_event(Event::Step(&metrics));
         }
         let batch = micro.pop().expect("grad_accum ≥ 1 batches per step");
-        if config.train.checkpoint_every > 0 && step % config.train.checkpoint_every == 0 {
+        if save_now
+            || (config.train.checkpoint_every > 0 && step % config.train.checkpoint_every == 0)
+        {
             sync_metrics(&metrics_file)?;
             let path = save(&trainer, &batch, hooks)?;
+            last_save = Instant::now();
             hooks.on_event(Event::Checkpoint { step, path: &path });
             last_checkpoint = Some(path);
             saved_step = Some(step);
@@ -335,6 +364,7 @@ where
         last_checkpoint,
         last_metrics,
         source_exhausted,
+        stopped,
     })
 }
 

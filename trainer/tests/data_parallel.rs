@@ -181,6 +181,7 @@ fn sharded_checkpoints_resume_exactly() {
             out_dir: straight.path(),
             resume: None,
             topology,
+            stop: Default::default(),
         };
         run::<CpuBackend, _, _>(
             options,
@@ -199,6 +200,7 @@ fn sharded_checkpoints_resume_exactly() {
             out_dir: resumed.path(),
             resume: None,
             topology,
+            stop: Default::default(),
         };
         let source = stream(&data, rank, world, 1, 0).take(2);
         run::<CpuBackend, _, _>(options, &device, ok(source), &mut DefaultHooks).unwrap()
@@ -220,6 +222,7 @@ fn sharded_checkpoints_resume_exactly() {
             out_dir: resumed.path(),
             resume: Some(point.clone()),
             topology,
+            stop: Default::default(),
         };
         run::<CpuBackend, _, _>(
             options,

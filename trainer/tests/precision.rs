@@ -160,6 +160,7 @@ fn fp16_resume_restores_the_loss_scale_exactly() {
         out_dir: dir,
         resume: None,
         topology: cocolm_trainer::step::DataParallel::Single,
+        stop: Default::default(),
     };
     let metrics = |dir: &Path| -> Vec<(u64, Option<f64>, bool)> {
         std::fs::read_to_string(dir.join("metrics.jsonl"))

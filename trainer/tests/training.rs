@@ -32,6 +32,7 @@ fn options<'a>(config: &'a RunConfig, dir: &'a Path) -> RunOptions<'a, CpuInner>
         out_dir: dir,
         resume: None,
         topology: DataParallel::Single,
+        stop: Default::default(),
     }
 }
 

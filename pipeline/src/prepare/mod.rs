@@ -24,7 +24,7 @@ use accounting::Accounting;
 use cocolm_shared::manifest::{
     FORMAT_NAME, FORMAT_VERSION, PrepareOptionsRecord, ResumePoint, Totals,
 };
-use cocolm_shared::{Manifest, ManifestState, TokenizerRecord};
+use cocolm_shared::{DirLock, Manifest, ManifestState, Stop, TokenizerRecord};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,6 +71,9 @@ pub struct PrepareOptions {
     pub rows_per_batch: u64,
     /// Fail on the first rejected document.
     pub strict: bool,
+    /// Stop early when requested: the job then ends with [`Error::Interrupted`], having
+    /// committed only complete shards (the same job resumes from them).
+    pub stop: Stop,
 }
 
 impl PrepareOptions {
@@ -85,6 +88,7 @@ impl PrepareOptions {
             shard_bytes: 256 << 20,
             rows_per_batch: 1024,
             strict: false,
+            stop: Stop::new(),
         }
     }
 
@@ -188,6 +192,9 @@ enum Outcome {
 }
 
 /// Run (or resume, or confirm) the preparation of `options.out`.
+///
+/// The job holds the folder's [`DirLock`] while it runs: a second job on the same
+/// `out` is refused with [`cocolm_shared::Error::Locked`], naming the holder.
 pub fn prepare(
     options: &PrepareOptions,
     tokenizer: &TokenizerArtifact,
@@ -198,6 +205,7 @@ pub fn prepare(
     let (files, skipped_files) = corpus::discover(&options.inputs)?;
     let inputs = accounting::input_records(&files)?;
     let record = options.record();
+    let _lock = DirLock::acquire(&options.out)?;
     let plan = output::plan(
         &options.out,
         options.seq_len,
@@ -414,6 +422,15 @@ impl Job<'_> {
                 return Err(Error::WorkersEnded { stage: "prepare" });
             };
             timings.wait_ns += t.elapsed().as_nanos() as u64;
+            if let Some(signal) = self.options.stop.requested() {
+                // The open shard's temporary file goes with the writer; the manifest
+                // still describes the shards committed so far.
+                return Err(Error::Interrupted {
+                    out: self.options.out.clone(),
+                    signal,
+                    shards: manifest.shards.len(),
+                });
+            }
             let (seq, items, last) = message?;
             pending.insert(seq, (items, last));
             while let Some((items, last)) = pending.remove(&next) {

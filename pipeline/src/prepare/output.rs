@@ -10,6 +10,7 @@
 //!   deletes what it did not write.
 
 use crate::{Error, Result};
+use cocolm_shared::lock::LOCK_FILE;
 use cocolm_shared::manifest::{MANIFEST_FILE, PrepareOptionsRecord, ResumePoint, write_atomic};
 use cocolm_shared::{InputFileRecord, Manifest, ManifestState, TokenizerRecord};
 use std::path::Path;
@@ -118,11 +119,15 @@ fn is_ours(name: &str) -> bool {
     shard || name == TOKENIZER_FILE || name.ends_with(".json.tmp")
 }
 
+/// The folder's entries, less the job's own lock file.
 fn list(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != LOCK_FILE {
+            names.push(name);
+        }
     }
     names.sort();
     Ok(names)

@@ -46,7 +46,9 @@ struct OpenShard {
 
 /// Writes examples into shards of `rows_per_shard` rows, in record batches of
 /// `rows_per_batch` rows. Each shard is written to `*.arrow.tmp` and renamed when
-/// complete; [`ShardWriter::push`] returns its [`ShardRecord`] at that moment.
+/// complete; [`ShardWriter::push`] returns its [`ShardRecord`] at that moment. A writer
+/// dropped with a shard open (an error, a stop) removes its temporary file, so a full
+/// disk gets the space back.
 pub struct ShardWriter {
     dir: PathBuf,
     rows_per_shard: u64,
@@ -156,7 +158,17 @@ impl ShardWriter {
     }
 
     fn close_shard(&mut self) -> Result<ShardRecord> {
-        let mut shard = self.open.take().expect("a shard is open");
+        let shard = self.open.take().expect("a shard is open");
+        let tmp = shard.tmp.clone();
+        let closed = self.commit_shard(shard);
+        if closed.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        closed
+    }
+
+    /// Finish, sync and rename an open shard.
+    fn commit_shard(&mut self, mut shard: OpenShard) -> Result<ShardRecord> {
         shard
             .writer
             .finish()
@@ -189,5 +201,15 @@ impl ShardWriter {
             batch_offsets: shard.batch_offsets,
             batch_rows: shard.batch_rows,
         })
+    }
+}
+
+impl Drop for ShardWriter {
+    fn drop(&mut self) {
+        if let Some(shard) = self.open.take() {
+            drop(shard.writer);
+            // Best effort: a leftover is also removed by the next run (`prepare::output`).
+            let _ = std::fs::remove_file(&shard.tmp);
+        }
     }
 }

@@ -23,8 +23,8 @@ pub mod nccl;
 pub mod threads;
 
 use crate::Result;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Tensor};
 
 /// Data-parallel communication among `world` ranks.
 ///
@@ -62,12 +62,24 @@ pub fn all_ok<B: Backend>(
     ok: bool,
     device: &B::Device,
 ) -> Result<bool> {
+    let [failed] = any_rank(collective, [!ok], device)?;
+    Ok(!failed)
+}
+
+/// For each flag, whether it holds on at least one rank (one all-reduce for all of
+/// them): several decisions the ranks must take together, at the cost of one.
+pub fn any_rank<B: Backend, const N: usize>(
+    collective: &dyn Collective<B>,
+    flags: [bool; N],
+    device: &B::Device,
+) -> Result<[bool; N]> {
     if collective.world() == 1 {
-        return Ok(ok);
+        return Ok(flags);
     }
-    let failed = Tensor::<B, 1>::from_floats([if ok { 0.0 } else { 1.0 }], device);
-    let failed = collective.all_reduce(failed)?.into_scalar().elem::<f32>();
-    Ok(failed == 0.0)
+    let counts = Tensor::<B, 1>::from_floats(flags.map(|f| if f { 1.0 } else { 0.0 }), device);
+    let counts = collective.all_reduce(counts)?.into_data();
+    let counts = counts.iter::<f32>().collect::<Vec<_>>();
+    Ok(std::array::from_fn(|i| counts[i] > 0.0))
 }
 
 /// A single rank: every operation is the identity (no communication).
