@@ -40,6 +40,25 @@ pub enum Command {
     /// Check the model's numerics on a device against reference outputs.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Inspect a run's checkpoints.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+}
+
+/// `cocolm checkpoint` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Verify every checkpoint of a run against the sizes and SHA-256 sums its
+    /// `state.json` records; list incomplete and set-aside ones. Exits with 1 when a
+    /// complete checkpoint is damaged.
+    Verify(CheckpointVerifyArgs),
+}
+
+/// `cocolm checkpoint verify`.
+#[derive(Debug, Args)]
+pub struct CheckpointVerifyArgs {
+    /// Run directory (holding `checkpoints/`), or the checkpoints directory itself.
+    pub run: PathBuf,
 }
 
 /// `cocolm check` subcommands.

@@ -2,6 +2,7 @@
 
 pub mod bench;
 mod check;
+mod checkpoint;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod data;
@@ -11,7 +12,9 @@ mod prepare;
 mod tokenizer;
 mod train;
 
-use crate::cli::{BenchCommand, CheckCommand, Cli, Command, LaunchCommand, TokenizerCommand};
+use crate::cli::{
+    BenchCommand, CheckCommand, CheckpointCommand, Cli, Command, LaunchCommand, TokenizerCommand,
+};
 use anyhow::Result;
 
 /// Run the parsed command line.
@@ -34,5 +37,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Launch(LaunchCommand::Check(args)) => launch::check(&args),
         Command::Check(CheckCommand::Electra(args)) => check::electra(&args),
+        Command::Checkpoint(CheckpointCommand::Verify(args)) => checkpoint::verify(&args),
     }
 }

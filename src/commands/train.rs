@@ -129,6 +129,15 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
     let resume = if plan.resume {
         let point = find_resume(plan.out)?
             .with_context(|| format!("--resume: no checkpoint under {}", plan.out.display()))?;
+        if lead {
+            for passed in &point.passed_over {
+                eprintln!(
+                    "warning: passing over {}: {}",
+                    passed.path.display(),
+                    passed.reason
+                );
+            }
+        }
         Some(point)
     } else {
         None
@@ -413,6 +422,13 @@ impl RunHooks for Hooks<'_> {
                         m.tokens_per_s
                     );
                 }
+            }
+            Event::SetAside { from, to } => {
+                self.say(format!(
+                    "moved the damaged {} to {} (kept for inspection)",
+                    from.display(),
+                    to.display()
+                ));
             }
             Event::Checkpoint { step, path } => {
                 self.say(format!("step {step}: checkpoint {}", path.display()));

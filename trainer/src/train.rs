@@ -12,7 +12,7 @@ use crate::kernels::TrainBackend;
 use crate::step::{DataParallel, StepMetrics, Trainer};
 use crate::{Error, Result, params};
 use cocolm_shared::{Batch, RunConfig, Stop};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 /// Directory of the checkpoints inside the run directory.
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 
-/// The newest checkpoint of a run directory and the caller value stored in it.
+/// The newest intact checkpoint of a run directory and the caller value stored in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResumePoint {
     /// The checkpoint directory.
@@ -30,21 +30,81 @@ pub struct ResumePoint {
     pub step: u64,
     /// What [`RunHooks::caller_state`] returned when it was written.
     pub caller: serde_json::Value,
+    /// Newer checkpoints passed over because they are damaged or incomplete; [`run`]
+    /// sets the damaged ones aside before it writes that step again.
+    pub passed_over: Vec<PassedOver>,
 }
 
-/// The newest checkpoint under `out_dir`, if any.
+/// A checkpoint [`find_resume`] did not take, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassedOver {
+    /// Its directory.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Complete but damaged (set aside on resume), rather than never finished (a
+    /// `.tmp` directory, replaced when that step is saved again).
+    pub damaged: bool,
+}
+
+/// The newest intact checkpoint under `out_dir`, if any: every checkpoint is verified
+/// against the checksums of its `state.json` ([`FileCheckpointer::verify`]) from the
+/// newest down, and those passed over are listed in the result. Fails, listing them,
+/// when checkpoints exist but none is intact.
 pub fn find_resume(out_dir: &Path) -> Result<Option<ResumePoint>> {
     let checkpointer =
         FileCheckpointer::new(out_dir.join(CHECKPOINT_DIR), Retention::KeepNewest(1));
-    let Some(path) = checkpointer.latest()? else {
-        return Ok(None);
-    };
-    let checkpoint = checkpointer.load(&path)?;
-    Ok(Some(ResumePoint {
-        path,
-        step: checkpoint.step,
-        caller: checkpoint.caller,
-    }))
+    let mut steps = checkpointer.steps()?;
+    steps.sort_unstable_by(|a, b| b.cmp(a));
+    let mut damaged = Vec::new();
+    let mut found = None;
+    for step in steps {
+        let path = checkpointer.dir_of(step);
+        match checkpointer.verify(&path) {
+            Ok(verified) => {
+                found = Some((path, verified));
+                break;
+            }
+            Err(e) => damaged.push(PassedOver {
+                path,
+                reason: e.to_string(),
+                damaged: true,
+            }),
+        }
+    }
+    let resumed_step = found.as_ref().map(|(_, v)| v.step);
+    let mut passed_over: Vec<PassedOver> = checkpointer
+        .incomplete()?
+        .into_iter()
+        .rev()
+        .filter(|(step, _)| resumed_step.is_none_or(|s| *step > s))
+        .map(|(_, path)| PassedOver {
+            path,
+            reason: "incomplete: its job ended while writing it".into(),
+            damaged: false,
+        })
+        .collect();
+    passed_over.extend(damaged);
+    match found {
+        Some((path, verified)) => Ok(Some(ResumePoint {
+            path,
+            step: verified.step,
+            caller: verified.caller,
+            passed_over,
+        })),
+        None if passed_over.iter().any(|p| p.damaged) => Err(Error::Checkpoint {
+            path: checkpointer.root().to_path_buf(),
+            message: format!(
+                "no intact checkpoint to resume from: {}",
+                passed_over
+                    .iter()
+                    .map(|p| p.reason.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }),
+        None => Ok(None),
+    }
 }
 
 /// Something the loop reports while it runs.
@@ -69,6 +129,13 @@ pub enum Event<'a> {
         step: u64,
         /// The checkpoint directory.
         path: &'a Path,
+    },
+    /// A damaged checkpoint newer than the resume point was moved aside (rank 0).
+    SetAside {
+        /// Where it was.
+        from: &'a Path,
+        /// Where it is now.
+        to: &'a Path,
     },
     /// A logged step (every `train.log_every` steps and the last one).
     Step(&'a StepMetrics),
@@ -220,9 +287,19 @@ where
             }
         }
     }
-    // Every rank reaches here before rank 0's metrics file is opened by anyone.
+    // Every rank reaches here (past `find_resume`) before rank 0's metrics file is
+    // opened by anyone and damaged checkpoints are moved.
     if !all_ok(trainer.collective(), true, &inner_device)? {
         unreachable!("every rank agrees to start");
+    }
+    if lead && let Some(point) = &resume {
+        for passed in point.passed_over.iter().filter(|p| p.damaged) {
+            let to = checkpointer.set_aside(&passed.path)?;
+            hooks.on_event(Event::SetAside {
+                from: &passed.path,
+                to: &to,
+            });
+        }
     }
     let mut metrics_file = if lead {
         Some(
@@ -369,10 +446,11 @@ where
 }
 
 /// Drop the lines of `metrics.jsonl` logged after `step` (written by an interrupted run
-/// past its last checkpoint), atomically.
+/// past its last checkpoint), atomically. A last line cut short by the interruption (a
+/// kill, a full disk) is dropped too; an unreadable line before it is an error.
 fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
             return Ok(());
@@ -380,15 +458,22 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
         Err(e) => return Err(Error::io(path, e)),
     };
     let mut kept = String::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        let logged: StepMetrics = serde_json::from_str(&line).map_err(|e| Error::Json {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if logged.step <= step {
-            kept.push_str(&line);
-            kept.push('\n');
+    let mut lines = text.split_inclusive('\n').peekable();
+    while let Some(line) = lines.next() {
+        let last = lines.peek().is_none();
+        match serde_json::from_str::<StepMetrics>(line) {
+            Ok(logged) if logged.step <= step => {
+                kept.push_str(line.trim_end_matches('\n'));
+                kept.push('\n');
+            }
+            Ok(_) => {}
+            Err(_) if last => {}
+            Err(e) => {
+                return Err(Error::Json {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                });
+            }
         }
     }
     let tmp = path.with_extension("jsonl.tmp");

@@ -1,5 +1,6 @@
 //! Checkpoints as directories `step-XXXXXXXX/` under a root, written atomically.
 
+use super::integrity::{self, FileDigest};
 use super::{Checkpoint, Checkpointer, FORMAT_VERSION, READABLE_VERSIONS, Retention};
 use crate::collective::{Collective, all_ok};
 use crate::optim::{OptimizerState, ShardInfo};
@@ -8,6 +9,7 @@ use crate::{Error, Result, tensor_file};
 use burn::tensor::backend::Backend;
 use cocolm_shared::RunConfig;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,7 @@ const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
 const PREFIX: &str = "step-";
 const TMP_SUFFIX: &str = ".tmp";
+const DAMAGED_SUFFIX: &str = ".damaged";
 
 /// How the optimiser state of a checkpoint is split into files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +43,25 @@ struct StateFile {
     loss_scale: Option<LossScale>,
     config: RunConfig,
     caller: serde_json::Value,
+    /// Size and SHA-256 of every other file of the directory (format 3 on).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    files: BTreeMap<String, FileDigest>,
+}
+
+/// What [`FileCheckpointer::verify`] found in an intact checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// Optimiser steps completed at the checkpoint.
+    pub step: u64,
+    /// The caller's value stored in it.
+    pub caller: serde_json::Value,
+    /// Files checked, `state.json` aside.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Whether their checksums were compared (format 3 on); older checkpoints are only
+    /// checked for the presence of their files.
+    pub checksummed: bool,
 }
 
 /// The file of an optimiser state in a checkpoint directory.
@@ -121,7 +143,146 @@ fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// The parsed `state.json` of `dir`, of a readable format version.
+fn read_state(dir: &Path) -> Result<StateFile> {
+    let state_path = dir.join(STATE_FILE);
+    let text = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: StateFile = serde_json::from_slice(&text).map_err(|e| Error::Json {
+        path: state_path.clone(),
+        message: e.to_string(),
+    })?;
+    if !READABLE_VERSIONS.contains(&state.format_version) {
+        return Err(Error::Checkpoint {
+            path: dir.to_path_buf(),
+            message: format!(
+                "format version {} (this build reads {READABLE_VERSIONS:?})",
+                state.format_version
+            ),
+        });
+    }
+    Ok(state)
+}
+
+/// The optimiser files a state describes: one whole state, or one shard per rank.
+fn shard_infos(state: &StateFile) -> Vec<Option<ShardInfo>> {
+    match state.optimizer_shards {
+        None => vec![None],
+        Some(s) => (0..s.world)
+            .map(|rank| {
+                Some(ShardInfo {
+                    rank,
+                    world: s.world,
+                    bucket: s.bucket,
+                })
+            })
+            .collect(),
+    }
+}
+
 impl FileCheckpointer {
+    /// Check the checkpoint in `dir` without loading it: its `state.json` reads, and
+    /// every file it records is there with its size and SHA-256 (format 3 on; before,
+    /// only that the files exist). An error says what is damaged or missing.
+    pub fn verify(&self, dir: &Path) -> Result<Verified> {
+        let state = read_state(dir)?;
+        let damaged = |message: String| Error::Checkpoint {
+            path: dir.to_path_buf(),
+            message,
+        };
+        let checksummed = state.format_version >= 3;
+        let expected = if checksummed {
+            if state.files.is_empty() {
+                return Err(damaged("state.json records no checksums".into()));
+            }
+            state.files.clone()
+        } else {
+            let mut names = vec![MODEL_FILE.to_string()];
+            names.extend(shard_infos(&state).into_iter().map(optimizer_file));
+            let mut present = BTreeMap::new();
+            for name in names {
+                let path = dir.join(&name);
+                let bytes = std::fs::metadata(&path)
+                    .map_err(|e| Error::io(&path, e))?
+                    .len();
+                present.insert(
+                    name,
+                    FileDigest {
+                        bytes,
+                        sha256: String::new(),
+                    },
+                );
+            }
+            present
+        };
+        if checksummed && let Some(what) = integrity::damage(dir, &expected) {
+            return Err(damaged(what));
+        }
+        Ok(Verified {
+            step: state.step,
+            caller: state.caller,
+            files: expected.len(),
+            bytes: expected.values().map(|d| d.bytes).sum(),
+            checksummed,
+        })
+    }
+
+    /// Directories of checkpoints that were being written when their job ended
+    /// (`step-XXXXXXXX.tmp`), with their steps.
+    pub fn incomplete(&self) -> Result<Vec<(u64, PathBuf)>> {
+        self.entries(TMP_SUFFIX)
+    }
+
+    /// Checkpoints set aside as damaged ([`FileCheckpointer::set_aside`]), with their
+    /// steps.
+    pub fn set_aside_dirs(&self) -> Result<Vec<(u64, PathBuf)>> {
+        self.entries(DAMAGED_SUFFIX)
+    }
+
+    /// Move a damaged checkpoint out of the way (`step-XXXXXXXX.damaged`, numbered when
+    /// taken), keeping it for inspection: the run can write that step again. Returns the
+    /// new location.
+    pub fn set_aside(&self, dir: &Path) -> Result<PathBuf> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut target = self.root.join(format!("{name}{DAMAGED_SUFFIX}"));
+        let mut n = 1;
+        while target.exists() {
+            n += 1;
+            target = self.root.join(format!("{name}{DAMAGED_SUFFIX}{n}"));
+        }
+        std::fs::rename(dir, &target).map_err(|e| Error::io(dir, e))?;
+        fsync_dir(&self.root)?;
+        Ok(target)
+    }
+
+    /// Entries `step-XXXXXXXX<suffix>…` of the root, with their steps, by step.
+    fn entries(&self, suffix: &str) -> Result<Vec<(u64, PathBuf)>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&self.root, e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let step = name
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.get(..8).zip(rest.get(8..)))
+                .filter(|(digits, rest)| {
+                    rest.starts_with(suffix) && digits.bytes().all(|b| b.is_ascii_digit())
+                })
+                .and_then(|(digits, _)| digits.parse().ok());
+            if let Some(step) = step {
+                found.push((step, entry.path()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     fn tmp_of(&self, step: u64) -> PathBuf {
         self.root.join(format!("{PREFIX}{step:08}{TMP_SUFFIX}"))
     }
@@ -146,6 +307,7 @@ impl FileCheckpointer {
     /// Model and state into `tmp`, then the rename and the retention policy.
     fn commit(&self, tmp: &Path, c: &Checkpoint, shards: Option<Shards>) -> Result<PathBuf> {
         tensor_file::write(&tmp.join(MODEL_FILE), &c.model)?;
+        let files = integrity::digest_dir(tmp, STATE_FILE)?;
         let state = StateFile {
             format_version: FORMAT_VERSION,
             step: c.step,
@@ -154,6 +316,7 @@ impl FileCheckpointer {
             loss_scale: c.loss_scale,
             config: c.config.clone(),
             caller: c.caller.clone(),
+            files,
         };
         let state_path = tmp.join(STATE_FILE);
         let text = serde_json::to_vec_pretty(&state).map_err(|e| Error::Json {
@@ -270,35 +433,9 @@ impl Checkpointer for FileCheckpointer {
     }
 
     fn load(&self, dir: &Path) -> Result<Checkpoint> {
-        let state_path = dir.join(STATE_FILE);
-        let text = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
-        let state: StateFile = serde_json::from_slice(&text).map_err(|e| Error::Json {
-            path: state_path.clone(),
-            message: e.to_string(),
-        })?;
-        if !READABLE_VERSIONS.contains(&state.format_version) {
-            return Err(Error::Checkpoint {
-                path: dir.to_path_buf(),
-                message: format!(
-                    "format version {} (this build reads {READABLE_VERSIONS:?})",
-                    state.format_version
-                ),
-            });
-        }
-        let infos: Vec<Option<ShardInfo>> = match state.optimizer_shards {
-            None => vec![None],
-            Some(s) => (0..s.world)
-                .map(|rank| {
-                    Some(ShardInfo {
-                        rank,
-                        world: s.world,
-                        bucket: s.bucket,
-                    })
-                })
-                .collect(),
-        };
-        let mut optimizer = Vec::with_capacity(infos.len());
-        for shard in infos {
+        let state = read_state(dir)?;
+        let mut optimizer = Vec::new();
+        for shard in shard_infos(&state) {
             optimizer.push(OptimizerState {
                 step: state.optimizer_step,
                 tensors: tensor_file::read(&dir.join(optimizer_file(shard)))?,

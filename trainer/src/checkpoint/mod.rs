@@ -16,8 +16,13 @@
 //!                             `exp_avg_sq`), instead of `optimizer.safetensors`
 //!     state.json              format_version, step, optimizer_step, optimizer_shards
 //!                             (world and bucket size, when sharded), loss_scale (fp16),
-//!                             config, caller
+//!                             config, caller, files (size and SHA-256 of every other
+//!                             file, [`integrity`]); written last
 //! ```
+//!
+//! [`FileCheckpointer::verify`] checks a checkpoint against its `state.json` without
+//! loading it; a damaged one is passed over on resume ([`crate::train::find_resume`]) and
+//! set aside as `step-XXXXXXXX.damaged`, never deleted.
 //!
 //! A checkpoint is written under `step-XXXXXXXX.tmp/`, every file and the directory are
 //! fsynced, then it is renamed into place: a crash leaves either the complete new
@@ -31,6 +36,7 @@
 //! ([`crate::optim::sharded::merge`]), so a run resumes on another number of ranks.
 
 pub mod file;
+pub mod integrity;
 
 use crate::Result;
 use crate::optim::OptimizerState;
@@ -39,13 +45,13 @@ use crate::precision::LossScale;
 use cocolm_shared::RunConfig;
 use std::path::{Path, PathBuf};
 
-pub use file::FileCheckpointer;
+pub use file::{FileCheckpointer, Verified};
 
 /// Version of the checkpoint layout written; readers take it and the versions in
 /// [`READABLE_VERSIONS`], and refuse others.
-pub const FORMAT_VERSION: u32 = 2;
-/// Versions this build reads (1: no optimiser shards).
-pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
+pub const FORMAT_VERSION: u32 = 3;
+/// Versions this build reads (1: no optimiser shards; 2: no checksums).
+pub const READABLE_VERSIONS: [u32; 3] = [1, 2, 3];
 
 /// The content of one checkpoint.
 #[derive(Debug, Clone, PartialEq)]
