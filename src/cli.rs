@@ -244,7 +244,9 @@ pub struct TrainArgs {
     /// Run directory (config copy, metrics.jsonl, checkpoints, loss plot).
     #[arg(long)]
     pub out: PathBuf,
-    /// Continue from the newest checkpoint in --out.
+    /// Continue from the newest intact checkpoint in --out (damaged ones are passed over,
+    /// with a warning); with none there yet, start from step 0 — so one command line
+    /// serves the first start and every restart of a pre-empted job.
     #[arg(long)]
     pub resume: bool,
     /// Override the configuration's number of steps.

@@ -1,13 +1,12 @@
 //! `cocolm tokenizer train` → `prepare` → `stats` / `export`, bad inputs, kill -9.
 
-use crate::util::{cocolm, repo, run_err, run_ok};
+use crate::util::{repo, run_err, run_ok};
 use cocolm_pipeline::corpus::{Documents, ReadOptions};
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
 use cocolm_pipeline::tokenizer::{Encoder, EngineChoice, TokenizerJson};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The bundled corpus.
 pub fn moby() -> PathBuf {
@@ -79,9 +78,12 @@ pub fn shard_stream(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+/// The files of a shard directory and their bytes (the job's lock file, which holds its
+/// pid, aside).
+pub fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != cocolm_shared::lock::LOCK_FILE)
         .map(|e| {
             let e = e.unwrap();
             (
@@ -291,54 +293,4 @@ fn missing_or_unknown_inputs_are_errors_naming_the_path() {
         out.to_str().unwrap(),
     ]);
     assert!(err.contains("bad.json"), "{err}");
-}
-
-/// `kill -9` at arbitrary moments, then re-running the same command, ends with the same
-/// files as one uninterrupted run.
-#[test]
-fn kill_9_at_any_moment_then_resume_gives_identical_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let tokenizer = small_tokenizer(dir.path());
-    // A corpus large enough to take a while: the bundled book eight times.
-    let corpus = dir.path().join("corpus");
-    std::fs::create_dir(&corpus).unwrap();
-    for copy in 0..8 {
-        std::fs::copy(moby(), corpus.join(format!("copy{copy}.jsonl.zst"))).unwrap();
-    }
-    let args = |out: &Path| {
-        let extra = ["--seq-len", "64", "--shard-size", "40K", "--threads", "2"];
-        prepare_args(&corpus, &tokenizer, out, &extra)
-    };
-    let reference = dir.path().join("reference");
-    let started = std::time::Instant::now();
-    let status = cocolm().args(args(&reference)).output().unwrap();
-    assert!(status.status.success());
-    let full = started.elapsed();
-
-    let out = dir.path().join("killed");
-    let mut kills = 0;
-    for attempt in 0..40u32 {
-        let mut child = cocolm()
-            .args(args(&out))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Kill somewhere between 10% and 90% of an uninterrupted run's duration.
-        let frac = 0.1 + 0.8 * ((attempt * 37 % 17) as f64 / 16.0);
-        std::thread::sleep(full.mul_f64(frac).min(Duration::from_secs(5)));
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
-    }
-    let finish = cocolm().args(args(&out)).output().unwrap();
-    assert!(
-        finish.status.success(),
-        "{}",
-        String::from_utf8_lossy(&finish.stderr)
-    );
-    assert!(kills >= 1, "the job finished before it could be killed");
-    assert_eq!(files_of(&out), files_of(&reference), "after {kills} kills");
 }

@@ -5,4 +5,6 @@ mod util;
 mod launch;
 mod prepare;
 mod python;
+#[cfg(unix)]
+mod reliability;
 mod train;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A tiny run configuration: fast enough for the dev profile.
-fn tiny_config(dir: &Path, steps: u64, checkpoint_every: u64) -> PathBuf {
+pub fn tiny_config(dir: &Path, steps: u64, checkpoint_every: u64) -> PathBuf {
     let path = dir.join("tiny.toml");
     std::fs::write(
         &path,
@@ -21,7 +21,7 @@ fn tiny_config(dir: &Path, steps: u64, checkpoint_every: u64) -> PathBuf {
 }
 
 /// Shards of the bundled corpus with a small tokenizer.
-fn shards(dir: &Path) -> PathBuf {
+pub fn shards(dir: &Path) -> PathBuf {
     let tokenizer = small_tokenizer(dir);
     let out = dir.join("shards");
     prepare_moby(&tokenizer, &out, &["--seq-len", "64"]);
@@ -29,7 +29,7 @@ fn shards(dir: &Path) -> PathBuf {
 }
 
 /// The arguments of `cocolm train --data … --config … --out …` plus `extra`.
-fn train_args(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+pub fn train_args(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let paths = [data, config, out].map(|p| p.to_str().unwrap().to_string());
     let [data, config, out] = paths;
     ["train", "--data", &data, "--config", &config, "--out", &out]
@@ -40,7 +40,7 @@ fn train_args(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> Vec<Str
 }
 
 /// The loss fields of every metrics line (timings differ between runs).
-fn losses(run: &Path) -> Vec<Vec<(String, serde_json::Value)>> {
+pub fn losses(run: &Path) -> Vec<Vec<(String, serde_json::Value)>> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     text.lines()
         .map(|line| {
@@ -106,8 +106,18 @@ fn training_refuses_what_it_cannot_do() {
     let data = shards(dir.path());
     let config = tiny_config(dir.path(), 4, 0);
     let out = dir.path().join("run");
-    // Resume with nothing to resume.
-    assert!(run_err(&train_args(&data, &config, &out, &["--resume"])).contains("no checkpoint"));
+    // Resume with nothing to resume starts afresh, and says so.
+    let fresh = dir.path().join("fresh");
+    let started = cocolm()
+        .args(train_args(&data, &config, &fresh, &["--resume"]))
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(
+        stderr.contains("no checkpoint") && stderr.contains("starting from step 0"),
+        "{stderr}"
+    );
     // CUDA needs the CUDA build; positions shorter than the shards' examples; a typo in
     // the configuration (named with its file); an unknown precision.
     let text = std::fs::read_to_string(&config).unwrap();

@@ -127,18 +127,24 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
     };
 
     let resume = if plan.resume {
-        let point = find_resume(plan.out)?
-            .with_context(|| format!("--resume: no checkpoint under {}", plan.out.display()))?;
-        if lead {
-            for passed in &point.passed_over {
-                eprintln!(
-                    "warning: passing over {}: {}",
-                    passed.path.display(),
-                    passed.reason
-                );
+        let point = find_resume(plan.out)?;
+        match &point {
+            Some(point) if lead => {
+                for passed in &point.passed_over {
+                    eprintln!(
+                        "warning: passing over {}: {}",
+                        passed.path.display(),
+                        passed.reason
+                    );
+                }
             }
+            None if lead => eprintln!(
+                "note: --resume: no checkpoint under {} yet; starting from step 0",
+                plan.out.display()
+            ),
+            _ => {}
         }
-        Some(point)
+        point
     } else {
         None
     };

@@ -1,7 +1,7 @@
 //! ZeRO stage 1 across thread ranks: the same parameters as one rank on the same global
 //! batch, exact resume from sharded checkpoints, and resume on another number of ranks.
 
-use crate::{motifs, rng_lock, tiny};
+use crate::{StopAt, motifs, rng_lock, tiny};
 use cocolm_shared::{Batch, RunConfig};
 use cocolm_trainer::checkpoint::{Checkpoint, Checkpointer, FileCheckpointer, Retention};
 use cocolm_trainer::collective::threads::ThreadGroup;
@@ -241,6 +241,48 @@ fn sharded_checkpoints_resume_exactly() {
         weights(straight.path()) == weights(resumed.path()),
         "final weights differ"
     );
+}
+
+/// A stop request that reaches one rank only stops both at the same step, with one
+/// sharded checkpoint.
+#[test]
+fn a_stop_request_on_one_rank_stops_every_rank_at_the_same_step() {
+    let _guard = rng_lock();
+    let mut config = config();
+    config.train.steps = 6;
+    config.train.log_every = 1;
+    config.train.checkpoint_every = 0;
+    let data = corpus(&config);
+    let device = Default::default();
+    let world = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let summaries = on_ranks(world, |rank, topology| {
+        let stop = cocolm_shared::Stop::new();
+        let options = RunOptions {
+            config: &config,
+            out_dir: dir.path(),
+            resume: None,
+            topology,
+            stop: stop.clone(),
+        };
+        let source = ok(stream(&data, rank, world, 1, 0));
+        // Rank 1 is asked after its second step; rank 0 never is.
+        if rank == 1 {
+            let mut hooks = StopAt { stop, at: 2 };
+            run::<CpuBackend, _, _>(options, &device, source, &mut hooks).unwrap()
+        } else {
+            run::<CpuBackend, _, _>(options, &device, source, &mut DefaultHooks).unwrap()
+        }
+    });
+    assert_eq!(summaries[0].stopped, Some(-1), "rank 0 stops for rank 1");
+    assert_eq!(summaries[1].stopped, Some(15));
+    assert!(summaries.iter().all(|s| s.step == 2));
+    let point = find_resume(dir.path()).unwrap().unwrap();
+    assert_eq!(point.step, 2);
+    for rank in 0..world {
+        let shard = format!("optimizer-rank-{rank:05}-of-{world:05}.safetensors");
+        assert!(point.path.join(shard).exists());
+    }
 }
 
 /// A checkpoint of 2 ranks continues on 3 (and on 1) with the same parameters and

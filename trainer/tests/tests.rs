@@ -44,3 +44,21 @@ pub fn motifs(config: &RunConfig, seed: u64, ragged: bool) -> Synthetic {
         crop_fraction: config.model.scl.then_some(0.9),
     }
 }
+
+/// Raises the stop flag when the loop reports step `at`.
+pub struct StopAt {
+    /// The flag to raise.
+    pub stop: cocolm_shared::Stop,
+    /// The step after which to raise it.
+    pub at: u64,
+}
+
+impl cocolm_trainer::train::RunHooks for StopAt {
+    fn on_event(&mut self, event: cocolm_trainer::train::Event<'_>) {
+        if let cocolm_trainer::train::Event::Step(m) = event
+            && m.step == self.at
+        {
+            self.stop.request(15);
+        }
+    }
+}

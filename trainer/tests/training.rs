@@ -1,6 +1,6 @@
 //! Training end to end on synthetic batches: learning, exact resume, failure modes.
 
-use crate::{motifs, rng_lock, tiny};
+use crate::{StopAt, motifs, rng_lock, tiny};
 use cocolm_shared::{Batch, LoaderCursor, RunConfig};
 use cocolm_trainer::step::DataParallel;
 use cocolm_trainer::step::StepMetrics;
@@ -258,4 +258,61 @@ fn source_errors_are_reported_with_the_step() {
     .unwrap_err();
     assert!(matches!(err, Error::Data { step: 2, .. }), "{err}");
     assert!(err.to_string().contains("shard 7"), "{err}");
+}
+
+#[test]
+fn a_stop_request_ends_the_run_after_the_step_with_a_checkpoint() {
+    let _guard = rng_lock();
+    let mut config = tiny();
+    config.train.steps = 10;
+    config.train.log_every = 1;
+    config.train.checkpoint_every = 0;
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(&config, false);
+    let stop = cocolm_shared::Stop::new();
+    let summary = run::<CpuBackend, _, _>(
+        RunOptions {
+            stop: stop.clone(),
+            ..options(&config, dir.path())
+        },
+        &Default::default(),
+        ok(data.from_index(0)),
+        &mut StopAt { stop, at: 3 },
+    )
+    .unwrap();
+    assert_eq!(summary.stopped, Some(15));
+    assert_eq!(summary.step, 3);
+    let point = find_resume(dir.path()).unwrap().unwrap();
+    assert_eq!(point.step, 3);
+    assert_eq!(summary.last_checkpoint, Some(point.path));
+    assert_eq!(metrics(dir.path()).len(), 3);
+}
+
+#[test]
+fn time_based_checkpoints_are_written_between_step_intervals() {
+    let _guard = rng_lock();
+    let mut config = tiny();
+    config.train.steps = 4;
+    config.train.checkpoint_every = 0;
+    // Due at every step: any positive interval shorter than a step.
+    config.train.checkpoint_every_minutes = 1e-9;
+    config.train.keep_checkpoints = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let data = corpus(&config, false);
+    run::<CpuBackend, _, _>(
+        options(&config, dir.path()),
+        &Default::default(),
+        ok(data.from_index(0)),
+        &mut DefaultHooks,
+    )
+    .unwrap();
+    let mut saved: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    saved.sort();
+    assert_eq!(
+        saved,
+        (1..=4).map(|s| format!("step-{s:08}")).collect::<Vec<_>>()
+    );
 }

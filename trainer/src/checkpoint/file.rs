@@ -374,7 +374,14 @@ impl FileCheckpointer {
         } else {
             Ok(())
         };
+        // On failure rank 0 removes the partial directory (best effort, as in `save`).
+        let abandon = || {
+            if rank == 0 {
+                let _ = remove_dir(&tmp);
+            }
+        };
         if !all_ok(collective, written.is_ok(), device)? {
+            abandon();
             return Err(written.err().unwrap_or_else(|| failed_elsewhere("writing")));
         }
         let committed = if rank == 0 {
@@ -383,6 +390,7 @@ impl FileCheckpointer {
             Ok(None)
         };
         if !all_ok(collective, committed.is_ok(), device)? {
+            abandon();
             return Err(committed
                 .err()
                 .unwrap_or_else(|| failed_elsewhere("committing")));
@@ -422,10 +430,17 @@ impl Checkpointer for FileCheckpointer {
             }
         };
         let tmp = self.prepare(c.step)?;
-        for o in &c.optimizer {
-            tensor_file::write(&tmp.join(optimizer_file(o.shard)), &o.tensors)?;
+        let saved = c
+            .optimizer
+            .iter()
+            .try_for_each(|o| tensor_file::write(&tmp.join(optimizer_file(o.shard)), &o.tensors))
+            .and_then(|()| self.commit(&tmp, c, shards));
+        if saved.is_err() {
+            // Best effort: give the space back (a full disk); the previous checkpoints
+            // are untouched either way.
+            let _ = remove_dir(&tmp);
         }
-        self.commit(&tmp, c, shards)
+        saved
     }
 
     fn latest(&self) -> Result<Option<PathBuf>> {
@@ -535,5 +550,59 @@ mod tests {
         std::fs::write(saved.join(STATE_FILE), b"{ not json").unwrap();
         let err = ckpt.load(&saved).unwrap_err().to_string();
         assert!(err.contains("state.json"), "{err}");
+    }
+
+    #[test]
+    fn verify_finds_damage_lists_incomplete_ones_and_sets_damaged_ones_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = FileCheckpointer::new(dir.path(), Retention::KeepNewest(3));
+        let saved = ckpt.save(&checkpoint(4)).unwrap();
+        let verified = ckpt.verify(&saved).unwrap();
+        assert!(verified.checksummed && verified.files == 2 && verified.step == 4);
+
+        let optimizer = saved.join(OPTIMIZER_FILE);
+        let mut bytes = std::fs::read(&optimizer).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x80;
+        std::fs::write(&optimizer, &bytes).unwrap();
+        let err = ckpt.verify(&saved).unwrap_err().to_string();
+        assert!(
+            err.contains(OPTIMIZER_FILE) && err.contains("SHA-256"),
+            "{err}"
+        );
+
+        std::fs::create_dir(dir.path().join("step-00000005.tmp")).unwrap();
+        assert_eq!(ckpt.incomplete().unwrap().len(), 1);
+        let aside = ckpt.set_aside(&saved).unwrap();
+        assert!(aside.ends_with("step-00000004.damaged"));
+        assert_eq!(ckpt.steps().unwrap(), Vec::<u64>::new());
+        assert_eq!(ckpt.set_aside_dirs().unwrap(), vec![(4, aside)]);
+        // The step can be written again; a second damaged copy gets its own name.
+        let again = ckpt.save(&checkpoint(4)).unwrap();
+        assert!(
+            ckpt.set_aside(&again)
+                .unwrap()
+                .ends_with("step-00000004.damaged2")
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_without_checksums_verifies_by_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = FileCheckpointer::new(dir.path(), Retention::KeepNewest(1));
+        let saved = ckpt.save(&checkpoint(2)).unwrap();
+        // Rewrite state.json as format 2 wrote it: no `files`.
+        let state_path = saved.join(STATE_FILE);
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+        state["format_version"] = 2.into();
+        state.as_object_mut().unwrap().remove("files");
+        std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+        let verified = ckpt.verify(&saved).unwrap();
+        assert!(!verified.checksummed);
+        assert_eq!(ckpt.load(&saved).unwrap(), sorted(checkpoint(2)));
+        std::fs::remove_file(saved.join(MODEL_FILE)).unwrap();
+        let err = ckpt.verify(&saved).unwrap_err().to_string();
+        assert!(err.contains(MODEL_FILE), "{err}");
     }
 }
