@@ -4,7 +4,7 @@
 use crate::prepare::{files_of, moby, prepare_args, small_tokenizer};
 use crate::train::{losses, shards, tiny_config, train_args};
 use crate::util::{cocolm, run_err, run_ok};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -74,7 +74,7 @@ fn sigterm_finishes_the_step_checkpoints_and_the_same_command_resumes_identicall
     let dir = tempfile::tempdir().unwrap();
     let data = shards(dir.path());
     // Checkpoints only at the end: the one the signal writes is the only way back.
-    let config = tiny_config(dir.path(), 40, 0);
+    let config = tiny_config(dir.path(), 60, 0);
     let reference = dir.path().join("reference");
     run_ok(&train_args(&data, &config, &reference, &[]));
 
@@ -99,7 +99,7 @@ fn sigterm_finishes_the_step_checkpoints_and_the_same_command_resumes_identicall
     let saved = checkpoint_names(&run);
     assert_eq!(saved.len(), 1, "{saved:?}");
     let step: u64 = saved[0]["step-".len()..].parse().unwrap();
-    assert!((5..40).contains(&step), "stopped at step {step}");
+    assert!((5..60).contains(&step), "stopped at step {step}");
     assert_eq!(
         logged_steps(&run) as u64,
         step,
@@ -191,12 +191,7 @@ fn a_damaged_checkpoint_is_found_and_resume_falls_back_to_the_newest_intact_one(
 #[test]
 fn prepare_stops_cleanly_refuses_a_second_writer_and_leaves_no_stale_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let tokenizer = small_tokenizer(dir.path());
-    let corpus = eight_copies(dir.path());
-    let args = |out: &Path| {
-        let extra = ["--seq-len", "64", "--shard-size", "40K", "--threads", "2"];
-        prepare_args(&corpus, &tokenizer, out, &extra)
-    };
+    let args = slow_prepare(dir.path());
     let reference = dir.path().join("reference");
     run_ok(&args(&reference));
 
@@ -294,14 +289,19 @@ fn write_errors_name_the_file_keep_the_last_consistent_state_and_the_same_comman
     assert_eq!(losses(&run), losses(&straight));
 }
 
-/// The bundled corpus eight times over: a job that takes about a second.
-fn eight_copies(dir: &Path) -> PathBuf {
+/// A `prepare` job of about a second (the bundled book eight times over, small shards):
+/// its arguments for an output folder.
+fn slow_prepare(dir: &Path) -> impl Fn(&Path) -> Vec<String> {
+    let tokenizer = small_tokenizer(dir);
     let corpus = dir.join("corpus");
     std::fs::create_dir(&corpus).unwrap();
     for copy in 0..8 {
         std::fs::copy(moby(), corpus.join(format!("copy{copy}.jsonl.zst"))).unwrap();
     }
-    corpus
+    move |out: &Path| {
+        let extra = ["--seq-len", "64", "--shard-size", "40K", "--threads", "2"];
+        prepare_args(&corpus, &tokenizer, out, &extra)
+    }
 }
 
 /// What a crash-consistency run did.
@@ -370,12 +370,7 @@ fn crash_loop(
 #[test]
 fn crash_consistency_prepare_under_sigkill_at_24_seeded_points() {
     let dir = tempfile::tempdir().unwrap();
-    let tokenizer = small_tokenizer(dir.path());
-    let corpus = eight_copies(dir.path());
-    let args = |out: &Path| {
-        let extra = ["--seq-len", "64", "--shard-size", "40K", "--threads", "2"];
-        prepare_args(&corpus, &tokenizer, out, &extra)
-    };
+    let args = slow_prepare(dir.path());
     let reference = dir.path().join("reference");
     let started = Instant::now();
     run_ok(&args(&reference));

@@ -90,6 +90,13 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         );
     }
     let lead = launch.rank == 0;
+    // One job per run directory (rank 0 speaks for a data-parallel run), held to the end;
+    // taken first, so a second job is refused before it reads anything.
+    let _lock = if lead {
+        Some(DirLock::acquire(plan.out)?)
+    } else {
+        None
+    };
     let set = ShardSet::open(
         plan.data,
         if plan.verify {
@@ -119,12 +126,6 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         );
     }
     config.validate(Path::new("<run configuration>"))?;
-    // One job per run directory (rank 0 speaks for a data-parallel run), held to the end.
-    let _lock = if lead {
-        Some(DirLock::acquire(plan.out)?)
-    } else {
-        None
-    };
 
     let resume = if plan.resume {
         let point = find_resume(plan.out)?;

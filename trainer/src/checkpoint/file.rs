@@ -98,28 +98,13 @@ impl FileCheckpointer {
         self.root.join(format!("{PREFIX}{step:08}"))
     }
 
-    /// Steps of the complete checkpoints on disk (unordered).
+    /// Steps of the complete checkpoints on disk (in order).
     pub fn steps(&self) -> Result<Vec<u64>> {
-        let entries = match std::fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&self.root, e)),
-        };
-        let mut steps = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
-            let name = entry.file_name();
-            let Some(step) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(PREFIX))
-                .filter(|digits| digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|digits| digits.parse().ok())
-            else {
-                continue;
-            };
-            steps.push(step);
-        }
-        Ok(steps)
+        Ok(self
+            .entries(str::is_empty)?
+            .into_iter()
+            .map(|(step, _)| step)
+            .collect())
     }
 }
 
@@ -229,13 +214,13 @@ impl FileCheckpointer {
     /// Directories of checkpoints that were being written when their job ended
     /// (`step-XXXXXXXX.tmp`), with their steps.
     pub fn incomplete(&self) -> Result<Vec<(u64, PathBuf)>> {
-        self.entries(TMP_SUFFIX)
+        self.entries(|rest| rest == TMP_SUFFIX)
     }
 
     /// Checkpoints set aside as damaged ([`FileCheckpointer::set_aside`]), with their
     /// steps.
     pub fn set_aside_dirs(&self) -> Result<Vec<(u64, PathBuf)>> {
-        self.entries(DAMAGED_SUFFIX)
+        self.entries(|rest| rest.starts_with(DAMAGED_SUFFIX))
     }
 
     /// Move a damaged checkpoint out of the way (`step-XXXXXXXX.damaged`, numbered when
@@ -257,8 +242,9 @@ impl FileCheckpointer {
         Ok(target)
     }
 
-    /// Entries `step-XXXXXXXX<suffix>…` of the root, with their steps, by step.
-    fn entries(&self, suffix: &str) -> Result<Vec<(u64, PathBuf)>> {
+    /// Entries `step-XXXXXXXX<rest>` of the root whose `rest` is `wanted`, with their
+    /// steps, by step.
+    fn entries(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<(u64, PathBuf)>> {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -271,9 +257,7 @@ impl FileCheckpointer {
             let step = name
                 .strip_prefix(PREFIX)
                 .and_then(|rest| rest.get(..8).zip(rest.get(8..)))
-                .filter(|(digits, rest)| {
-                    rest.starts_with(suffix) && digits.bytes().all(|b| b.is_ascii_digit())
-                })
+                .filter(|(digits, rest)| wanted(rest) && digits.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|(digits, _)| digits.parse().ok());
             if let Some(step) = step {
                 found.push((step, entry.path()));
