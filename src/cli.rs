@@ -235,9 +235,10 @@ pub struct ExportArgs {
 /// `cocolm train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Shard directory.
-    #[arg(long)]
-    pub data: PathBuf,
+    /// Shard directory, with an optional weight: `--data web:0.6 --data books:0.4` blends
+    /// them by examples (repeatable; default: the configuration's `[[data.sources]]`).
+    #[arg(long, value_name = "DIR[:WEIGHT]")]
+    pub data: Vec<crate::commands::SourceSpec>,
     /// Run configuration (TOML; see configs/).
     #[arg(long)]
     pub config: PathBuf,

@@ -243,3 +243,104 @@ fn demo_quick_runs_end_to_end() {
     ]);
     assert!(printed.contains("loss") && svg.exists(), "{printed}");
 }
+
+#[test]
+fn a_blend_trains_reports_each_source_and_resumes_with_new_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = small_tokenizer(dir.path());
+    let [web, books] = ["web", "books"].map(|name| {
+        let out = dir.path().join(name);
+        prepare_moby(&tokenizer, &out, &["--seq-len", "64"]);
+        out
+    });
+    let config = tiny_config(dir.path(), 12, 6);
+    let run = dir.path().join("run");
+    let blend = |a: &str, b: &str| {
+        [
+            format!("--data={}:{a}", web.display()),
+            format!("--data={}:{b}", books.display()),
+        ]
+    };
+    let args = |weights: [String; 2], extra: &[&str]| {
+        let config = config.to_str().unwrap().to_string();
+        let out = run.to_str().unwrap().to_string();
+        let mut args = vec![
+            "train".to_string(),
+            "--config".into(),
+            config,
+            "--out".into(),
+            out,
+        ];
+        args.extend(weights);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    run_ok(&args(blend("0.7", "0.3"), &["--steps", "6"]));
+    let out = cocolm()
+        .args(args(blend("0.5", "0.5"), &["--resume"]))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("blend weights change from [0.7, 0.3] to [0.5, 0.5] at example 48"),
+        "{said}"
+    );
+    let log = std::fs::read_to_string(run.join("loader_metrics.jsonl")).unwrap();
+    assert!(
+        log.contains(r#""step":6"#) && log.contains("blend weights change"),
+        "{log}"
+    );
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12);
+    let read = |step: usize| -> Vec<u64> {
+        lines[step - 1]["data"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["examples_read"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        lines[5]["data"]["weights"],
+        serde_json::json!(["0.7", "0.3"])
+    );
+    assert_eq!(
+        lines[6]["data"]["weights"],
+        serde_json::json!(["0.5", "0.5"])
+    );
+    // 8 examples a step: 48 by step 6 at 0.7/0.3, then 48 more at 0.5/0.5.
+    assert_eq!(read(6), vec![34, 14]);
+    assert_eq!(read(12), vec![34 + 24, 14 + 24]);
+    assert!(lines[11]["data"]["sources"][0]["epochs"].as_f64().unwrap() > 0.0);
+
+    // Sources must share the tokenizer: the odd one is named.
+    let other_tokenizer = dir.path().join("other.json");
+    run_ok(&[
+        "tokenizer",
+        "train",
+        "--input",
+        crate::prepare::moby().to_str().unwrap(),
+        "--vocab-size",
+        "1000",
+        "--out",
+        other_tokenizer.to_str().unwrap(),
+    ]);
+    let odd = dir.path().join("odd");
+    prepare_moby(&other_tokenizer, &odd, &["--seq-len", "64"]);
+    let err = run_err(&[
+        "train".to_string(),
+        format!("--data={}", web.display()),
+        format!("--data={}:2", odd.display()),
+        "--config".into(),
+        config.to_str().unwrap().into(),
+        "--out".into(),
+        dir.path().join("odd-run").to_str().unwrap().into(),
+    ]);
+    assert!(err.contains("odd") && err.contains("tokenizer"), "{err}");
+}

@@ -61,6 +61,11 @@ pub fn artifact() -> TokenizerArtifact {
 /// A complete shard set of `docs` toy documents (seq_len 16, 8 rows per record batch,
 /// 40 rows per shard) in `dir/out`; returns its path.
 pub fn toy_shards(dir: &std::path::Path, docs: usize) -> std::path::PathBuf {
+    toy_shards_of(dir, docs, 16)
+}
+
+/// [`toy_shards`] with examples of `seq_len` tokens.
+pub fn toy_shards_of(dir: &std::path::Path, docs: usize, seq_len: usize) -> std::path::PathBuf {
     let input = dir.join("in");
     std::fs::create_dir_all(&input).unwrap();
     for i in 0..docs {
@@ -71,9 +76,9 @@ pub fn toy_shards(dir: &std::path::Path, docs: usize) -> std::path::PathBuf {
     }
     let out = dir.join("out");
     let options = crate::prepare::PrepareOptions {
-        seq_len: 16,
+        seq_len,
         threads: 2,
-        shard_bytes: 40 * (16 * 4 + 16),
+        shard_bytes: 40 * (seq_len as u64 * 4 + 16),
         rows_per_batch: 8,
         ..crate::prepare::PrepareOptions::new(vec![input], out.clone())
     };

@@ -24,8 +24,10 @@ pub struct Batch {
     pub masked_positions: Vec<u32>,
     /// Optional uncorrupted contiguous crop per row (the SCL view).
     pub crop: Option<CropView>,
-    /// Global example index (row of the shard set) of every row. `[B]`.
+    /// Example index (row of its source's shard set) of every row. `[B]`.
     pub example_indices: Vec<u64>,
+    /// Source of every row, its place in the blend (0 with one source). `[B]`.
+    pub example_sources: Vec<u32>,
     /// The loader cursor just after this batch: resuming from it yields the next batch.
     pub cursor_after: LoaderCursor,
 }

@@ -264,6 +264,25 @@ pub struct DataConfig {
     pub queue_depth: usize,
     /// Verify shard checksums when opening them.
     pub verify: bool,
+    /// The shard directories to blend (`[[data.sources]]`); `cocolm train --data` takes
+    /// precedence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<DataSource>,
+}
+
+/// One source of a blend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    /// Shard directory.
+    pub path: std::path::PathBuf,
+    /// Its fraction of the training examples (normalised over the sources).
+    #[serde(default = "unit_weight")]
+    pub weight: f64,
+}
+
+fn unit_weight() -> f64 {
+    1.0
 }
 
 impl Default for DataConfig {
@@ -274,6 +293,7 @@ impl Default for DataConfig {
             workers: 0,
             queue_depth: 8,
             verify: true,
+            sources: Vec::new(),
         }
     }
 }
@@ -430,6 +450,16 @@ impl RunConfig {
             return bad("train.log_every", "must be at least 1".into());
         }
         let d = &self.data;
+        if let Some(bad_weight) = d
+            .sources
+            .iter()
+            .find(|s| !(s.weight.is_finite() && s.weight >= 0.0))
+        {
+            return bad(
+                "data.sources.weight",
+                format!("{} for {}", bad_weight.weight, bad_weight.path.display()),
+            );
+        }
         if !(d.mask_prob > 0.0 && d.mask_prob < 1.0) {
             return bad(
                 "data.mask_prob",

@@ -2,6 +2,7 @@
 //! → a BPE tokenizer → shards → a short training run → a loss plot, then a summary of
 //! where everything is and what the losses did.
 
+use super::train::data::SourceSpec;
 use super::train::{TrainPlan, train};
 use crate::cli::DemoArgs;
 use anyhow::{Context, Result, bail};
@@ -82,7 +83,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     );
     let run_dir = out.join("run");
     let summary = train(TrainPlan {
-        data: &shards,
+        sources: vec![SourceSpec {
+            path: shards.clone(),
+            weight: "1".into(),
+        }],
         out: &run_dir,
         config,
         resume: false,

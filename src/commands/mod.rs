@@ -12,6 +12,8 @@ mod prepare;
 mod tokenizer;
 mod train;
 
+pub use train::data::SourceSpec;
+
 use crate::cli::{
     BenchCommand, CheckCommand, CheckpointCommand, Cli, Command, LaunchCommand, TokenizerCommand,
 };

@@ -50,7 +50,7 @@ pub struct Synthetic {
 }
 
 impl Synthetic {
-    /// Batch number `index`; its `cursor_after.position` is `index + 1`.
+    /// Batch number `index`; its `cursor_after.consumed` is `index + 1` (batches, here).
     pub fn batch(&self, index: u64) -> Batch {
         let mut rng = StdRng::seed_from_u64(seed_of(&[self.seed, index]));
         let (rows, seq) = (self.batch_size, self.seq_len);
@@ -65,8 +65,7 @@ impl Synthetic {
             example_indices: (0..rows as u64).map(|r| index * rows as u64 + r).collect(),
             cursor_after: LoaderCursor {
                 seed: self.seed,
-                epoch: 0,
-                position: index + 1,
+                consumed: index + 1,
             },
             ..Batch::default()
         };
@@ -161,6 +160,6 @@ mod tests {
         let crop = b.crop.unwrap();
         assert_eq!(crop.seq_len, 11);
         assert_eq!(crop.ids.len(), 44);
-        assert_eq!(b.cursor_after.position, 4);
+        assert_eq!(b.cursor_after.consumed, 4);
     }
 }

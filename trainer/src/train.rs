@@ -156,6 +156,12 @@ pub trait RunHooks {
         serde_json::json!(last_batch.cursor_after)
     }
 
+    /// What the data side has to say about the step just run, logged in its metrics
+    /// line as `data`; by default nothing.
+    fn data_metrics(&mut self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Progress reporting; by default nothing.
     fn on_event(&mut self, _event: Event<'_>) {}
 }
@@ -399,6 +405,7 @@ where
         let step = trainer.step();
         if step % config.train.log_every == 0 || step == config.train.steps {
             metrics.data_wait_fraction = Some(wait_s / (wait_s + compute_s).max(f64::MIN_POSITIVE));
+            metrics.data = hooks.data_metrics();
             (wait_s, compute_s) = (0.0, 0.0);
             if let Some(file) = &mut metrics_file {
                 let mut line = serde_json::to_string(&metrics).map_err(|e| Error::Json {

@@ -149,14 +149,14 @@ fn resumed_run_is_bit_identical() {
     let point = find_resume(resumed.path()).unwrap().unwrap();
     assert_eq!(point.step, 3);
     let cursor: LoaderCursor = serde_json::from_value(point.caller.clone()).unwrap();
-    assert_eq!(cursor.position, 6);
+    assert_eq!(cursor.consumed, 6);
     let second = run::<CpuBackend, _, _>(
         RunOptions {
             resume: Some(point),
             ..options(&config, resumed.path())
         },
         &device,
-        ok(data.from_index(cursor.position)),
+        ok(data.from_index(cursor.consumed)),
         &mut DefaultHooks,
     )
     .unwrap();

@@ -1,14 +1,21 @@
 //! The streaming loader: memory-mapped shards → corrupted [`Batch`]es, in a
-//! deterministic order, exactly resumable.
+//! deterministic order, exactly resumable, on any number of ranks.
 //!
-//! Rank r of W reads the stream formed by its share of epoch 0, then of epoch 1, …
-//! (see [`order`]); batch k of a run that started at cursor c holds the `batch_size`
-//! examples after position `c + k·batch_size` of that stream, so a batch may span the
-//! end of one epoch and the start of the next. Every batch carries the cursor just
-//! after it; a loader started from that cursor yields exactly the batches that would
-//! have come next. Batches are built by [`crate::queue::OrderedPool`] workers, so the
-//! content does not depend on the worker count.
+//! **The global stream.** One or more sources (shard sets) are blended by weight
+//! ([`blend`]); each source is read in its own order, the permutation of (seed, source,
+//! epoch) ([`order`]), epoch after epoch (a small source repeats). The stream does not
+//! depend on the number of ranks.
+//!
+//! **Ranks.** With `W` ranks of `b` rows, global batch `t` is the `B = b·W` examples
+//! after position `c + t·B` of the stream (from cursor `c`); rank `r` takes its slice
+//! `r·b .. (r + 1)·b`. Resuming with another `W` and the same `B` consumes exactly the
+//! examples an uninterrupted run would have. Every batch carries the cursor just after
+//! its global batch (the same on every rank); a loader started from it yields exactly
+//! the batches that would have come next. Batches are built by
+//! [`crate::queue::OrderedPool`] workers, so the content does not depend on the worker
+//! count.
 
+pub mod blend;
 pub mod order;
 
 use crate::corrupt::crop::Cropper;
@@ -17,8 +24,10 @@ use crate::corrupt::{Stage, rng_for};
 use crate::queue::{OrderedPool, QueueMetrics};
 use crate::shard::reader::ShardSet;
 use crate::{Error, Result};
+use blend::{Blend, Schedule};
+use cocolm_shared::hash::seed_of;
 use cocolm_shared::{Batch, LoaderCursor};
-use order::{Permutation, RankShare};
+use order::Permutation;
 
 /// How batches are built and delivered.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,14 +67,27 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).clamp(1, 8))
 }
 
+/// The seed of source `source`'s order: the run's seed for the first source (so a
+/// one-source run reads as before blends existed), a derived one for the others.
+pub fn source_seed(seed: u64, source: usize) -> u64 {
+    if source == 0 {
+        seed
+    } else {
+        seed_of(&[seed, source as u64, 0xB1E0D])
+    }
+}
+
 /// Builds batch k of a run; shared by all workers. Pure: the same k gives the same batch.
 #[derive(Debug, Clone)]
 pub struct BatchPlan {
-    set: ShardSet,
-    share: RankShare,
+    sources: Vec<ShardSet>,
+    blend: Blend,
+    schedule: Schedule,
     seed: u64,
     start: u64,
     batch_size: usize,
+    rank: u64,
+    world: u64,
     seq_len: usize,
     vocab: u64,
     pad: u32,
@@ -74,8 +96,19 @@ pub struct BatchPlan {
 }
 
 impl BatchPlan {
-    /// The plan of a run over `set` from `cursor`.
+    /// The plan of a run over one shard set from `cursor`.
     pub fn new(set: ShardSet, options: &LoaderOptions, cursor: LoaderCursor) -> Result<Self> {
+        Self::blended(vec![set], Blend::new(vec!["1".into()])?, options, cursor)
+    }
+
+    /// The plan of a run over `sources` blended by `blend`, from `cursor`. The sources
+    /// must share the tokenizer and the sequence length.
+    pub fn blended(
+        sources: Vec<ShardSet>,
+        blend: Blend,
+        options: &LoaderOptions,
+        cursor: LoaderCursor,
+    ) -> Result<Self> {
         if options.world == 0 || options.rank >= options.world {
             return Err(Error::LoaderConfig {
                 field: "rank",
@@ -88,62 +121,88 @@ impl BatchPlan {
                 message: "batch size 0".into(),
             });
         }
-        let share = RankShare {
-            n: set.len(),
+        let schedule = blend.schedule()?;
+        if schedule.sources() != sources.len() {
+            return Err(Error::LoaderConfig {
+                field: "blend",
+                message: format!(
+                    "{} weights for {} sources",
+                    schedule.sources(),
+                    sources.len()
+                ),
+            });
+        }
+        let first = sources[0].manifest();
+        for set in &sources {
+            let m = set.manifest();
+            let odd = if m.tokenizer.sha256 != first.tokenizer.sha256 {
+                Some(format!(
+                    "tokenizer {} (SHA-256 {})",
+                    m.tokenizer.file, m.tokenizer.sha256
+                ))
+            } else if m.seq_len != first.seq_len {
+                Some(format!("seq_len {}", m.seq_len))
+            } else if set.is_empty() {
+                Some("no examples".into())
+            } else {
+                None
+            };
+            if let Some(odd) = odd {
+                return Err(Error::LoaderConfig {
+                    field: "sources",
+                    message: format!(
+                        "{} has {odd}, unlike {} (every source must share the tokenizer and seq_len of the first)",
+                        set.dir().display(),
+                        sources[0].dir().display()
+                    ),
+                });
+            }
+        }
+        if cursor.consumed < blend.since {
+            return Err(Error::LoaderConfig {
+                field: "cursor.consumed",
+                message: format!(
+                    "cursor at example {} is before the blend's start {}",
+                    cursor.consumed, blend.since
+                ),
+            });
+        }
+        let special = first.tokenizer.special_tokens;
+        Ok(BatchPlan {
+            seed: cursor.seed,
+            start: cursor.consumed,
+            batch_size: options.batch_size,
             rank: options.rank,
             world: options.world,
-        };
-        if share.is_empty() {
-            return Err(Error::LoaderConfig {
-                field: "world",
-                message: format!(
-                    "{}: {} examples cannot feed {} ranks",
-                    set.dir().display(),
-                    set.len(),
-                    options.world
-                ),
-            });
-        }
-        if cursor.position >= share.len() {
-            return Err(Error::LoaderConfig {
-                field: "cursor.position",
-                message: format!(
-                    "cursor position {} is beyond the {} examples of this rank's epoch",
-                    cursor.position,
-                    share.len()
-                ),
-            });
-        }
-        let m = set.manifest();
-        let special = m.tokenizer.special_tokens;
-        Ok(BatchPlan {
-            share,
-            seed: cursor.seed,
-            start: cursor.epoch * share.len() + cursor.position,
-            batch_size: options.batch_size,
-            seq_len: m.seq_len,
-            vocab: m.tokenizer.vocab_size as u64,
+            seq_len: first.seq_len,
+            vocab: first.tokenizer.vocab_size as u64,
             pad: special.pad,
             masker: Masker::new(options.mask_prob, special),
             cropper: options.crop_fraction.map(|f| Cropper::new(f, special.cls)),
-            set,
+            schedule,
+            blend,
+            sources,
         })
     }
 
-    /// The cursor at position `linear` of this rank's stream.
-    fn cursor_at(&self, linear: u64) -> LoaderCursor {
-        LoaderCursor {
-            seed: self.seed,
-            epoch: linear / self.share.len(),
-            position: linear % self.share.len(),
-        }
+    /// Global example `k` of the stream: its source, and that source's count of examples
+    /// read before it (over all its epochs).
+    fn locate(&self, k: u64) -> (usize, u64) {
+        let (source, local) = self.schedule.locate(k - self.blend.since);
+        (source, self.blend.offsets[source] + local)
+    }
+
+    /// Examples each source has contributed after `consumed` examples of the stream.
+    pub fn source_counts(&self, consumed: u64) -> Vec<u64> {
+        self.blend.counts(&self.schedule, consumed)
     }
 
     /// Build batch `k`, refilling `spare` if given.
     pub fn build(&self, k: u64, spare: Option<Batch>) -> Result<Batch> {
         let (b, s) = (self.batch_size, self.seq_len);
+        let global_batch = b as u64 * self.world;
         let mut batch = spare.unwrap_or_default();
-        let first = self.start + k * b as u64;
+        let first = self.start + k * global_batch + self.rank * b as u64;
         batch.seq = k;
         batch.batch_size = b;
         batch.seq_len = s;
@@ -154,28 +213,34 @@ impl BatchPlan {
         batch.lengths.clear();
         batch.masked_positions.clear();
         batch.example_indices.clear();
+        batch.example_sources.clear();
         let mut crop = self.cropper.map(|_| {
             let mut c = batch.crop.take().unwrap_or_default();
             c.ids.clear();
             c.lengths.clear();
             c
         });
-        let mut perm: Option<(u64, Permutation)> = None;
+        // The permutation last used by each source, with its epoch.
+        let mut perms: Vec<Option<(u64, Permutation)>> = vec![None; self.sources.len()];
         let (mut row_positions, mut scratch, mut cropped) = (Vec::new(), Vec::new(), Vec::new());
         for row in 0..b {
-            let cursor = self.cursor_at(first + row as u64);
-            let epoch_perm = match perm.take() {
-                Some((epoch, p)) if epoch == cursor.epoch => p,
-                _ => Permutation::new(self.share.n, self.seed, cursor.epoch),
+            let (source, count) = self.locate(first + row as u64);
+            let set = &self.sources[source];
+            let n = set.len();
+            let (epoch, position) = (count / n, count % n);
+            let key = source_seed(self.seed, source);
+            let perm = match perms[source].take() {
+                Some((e, p)) if e == epoch => p,
+                _ => Permutation::new(n, key, epoch),
             };
-            let index = self.share.example(&epoch_perm, cursor.position);
-            perm = Some((cursor.epoch, epoch_perm));
-            let ids = self.set.example(index);
-            self.check(index, ids)?;
+            let index = perm.apply(position);
+            perms[source] = Some((epoch, perm));
+            let ids = set.example(index);
+            self.check(set, index, ids)?;
             let span = row * s..row * s + ids.len();
             batch.original_ids[span.clone()].copy_from_slice(ids);
             row_positions.clear();
-            let mut rng = rng_for(self.seed, cursor.epoch, index, Stage::Mask);
+            let mut rng = rng_for(key, epoch, index, Stage::Mask);
             self.masker.apply(
                 ids,
                 &mut rng,
@@ -188,8 +253,9 @@ impl BatchPlan {
                 .extend(row_positions.iter().map(|&p| (row * s) as u32 + p));
             batch.lengths.push(ids.len() as u32);
             batch.example_indices.push(index);
+            batch.example_sources.push(source as u32);
             if let (Some(cropper), Some(view)) = (&self.cropper, crop.as_mut()) {
-                let mut rng = rng_for(self.seed, cursor.epoch, index, Stage::Crop);
+                let mut rng = rng_for(key, epoch, index, Stage::Crop);
                 cropper.apply(ids, &mut rng, &mut cropped);
                 view.seq_len = cropper.crop_len(s);
                 let start = view.ids.len();
@@ -199,16 +265,19 @@ impl BatchPlan {
             }
         }
         batch.crop = crop;
-        batch.cursor_after = self.cursor_at(first + b as u64);
+        batch.cursor_after = LoaderCursor {
+            seed: self.seed,
+            consumed: self.start + (k + 1) * global_batch,
+        };
         Ok(batch)
     }
 
-    fn check(&self, index: u64, ids: &[u32]) -> Result<()> {
+    fn check(&self, set: &ShardSet, index: u64, ids: &[u32]) -> Result<()> {
         let bad = |message: String| {
-            let (file, row) = self.set.shard_of(index);
+            let (file, row) = set.shard_of(index);
             Err(Error::Shard {
-                path: self.set.dir().join(file),
-                offset: self.set.batch_offset(index),
+                path: set.dir().join(file),
+                offset: set.batch_offset(index),
                 message: format!("row {row}: {message}"),
             })
         };
@@ -233,7 +302,11 @@ pub struct Loader {
 impl Loader {
     /// Start workers that build the batches of `set` from `cursor` on.
     pub fn start(set: ShardSet, options: &LoaderOptions, cursor: LoaderCursor) -> Result<Self> {
-        let plan = BatchPlan::new(set, options, cursor)?;
+        Self::from_plan(BatchPlan::new(set, options, cursor)?, options)
+    }
+
+    /// Start workers that build the batches of a plan.
+    pub fn from_plan(plan: BatchPlan, options: &LoaderOptions) -> Result<Self> {
         let pool = OrderedPool::start(options.workers, options.queue_depth, move |k, spare| {
             plan.build(k, spare)
         });

@@ -1,16 +1,11 @@
-//! Example order: a permutation of the shard set that is a pure function of
-//! (seed, epoch), and each data-parallel rank's share of it.
+//! Example order: a permutation of a shard set that is a pure function of
+//! (seed, epoch); a source of a blend uses its own seed ([`super::source_seed`]).
 //!
 //! The permutation is a keyed 4-round Feistel network on the smallest even power of
 //! two ≥ n, restricted to `[0, n)` by cycle walking. It needs no memory (a billion
 //! examples cost nothing to shuffle), maps any position in O(1) expected time (fewer
 //! than 4 network evaluations on average), which is what makes resuming at an exact
 //! position free, and its output is defined by this file alone.
-//!
-//! **Ranks.** With world size W, position p of rank r's share of an epoch is element
-//! `p·W + r` of that epoch's permutation. Every rank gets `⌊n / W⌋` examples per epoch;
-//! the `n mod W` examples at the end of each epoch's permutation are skipped that epoch
-//! (different ones every epoch, since the permutation changes).
 
 use cocolm_shared::hash::{mix64, seed_of};
 
@@ -67,34 +62,6 @@ impl Permutation {
     }
 }
 
-/// Rank `rank`'s share of every epoch of `n` examples among `world` ranks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RankShare {
-    /// Examples in the set.
-    pub n: u64,
-    /// This rank.
-    pub rank: u64,
-    /// Number of ranks.
-    pub world: u64,
-}
-
-impl RankShare {
-    /// Examples this rank reads per epoch: `⌊n / world⌋`.
-    pub fn len(&self) -> u64 {
-        self.n / self.world
-    }
-
-    /// Whether the rank reads nothing (fewer examples than ranks).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The example at `position` of this rank's share of the epoch of `perm`.
-    pub fn example(&self, perm: &Permutation, position: u64) -> u64 {
-        perm.apply(position * self.world + self.rank)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,23 +77,6 @@ mod tests {
                 prop_assert!(!seen[j], "{} twice", j);
                 seen[j] = true;
             }
-        }
-
-        #[test]
-        fn rank_shares_are_disjoint_equal_and_cover_all_but_the_remainder(
-            n in 1u64..2000, world in 1u64..9, seed in any::<u64>(),
-        ) {
-            let p = Permutation::new(n, seed, 1);
-            let mut seen = vec![0u8; n as usize];
-            for rank in 0..world {
-                let share = RankShare { n, rank, world };
-                prop_assert_eq!(share.len(), n / world);
-                for pos in 0..share.len() {
-                    seen[share.example(&p, pos) as usize] += 1;
-                }
-            }
-            prop_assert!(seen.iter().all(|&c| c <= 1));
-            prop_assert_eq!(seen.iter().filter(|&&c| c == 1).count() as u64, n / world * world);
         }
     }
 

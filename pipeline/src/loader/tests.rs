@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::shard::reader::Verify;
-use crate::testutil::toy_shards;
+use crate::testutil::{toy_shards, toy_shards_of};
 use std::collections::BTreeSet;
 
 fn open(dir: &std::path::Path) -> ShardSet {
@@ -64,43 +64,66 @@ fn every_example_once_per_epoch() {
         let unique: BTreeSet<_> = seen.iter().copied().collect();
         assert_eq!(unique.len() as u64, n);
         assert_eq!(
-            batches[(epoch + 1) * n as usize - 1].cursor_after.epoch,
-            epoch as u64 + 1
+            batches[(epoch + 1) * n as usize - 1].cursor_after.consumed,
+            (epoch as u64 + 1) * n
         );
     }
 }
 
+/// The rows of `ranks` loaders, rank after rank for each global batch: what one rank
+/// with the whole global batch would read.
+fn global_rows(batches_by_rank: &[Vec<Batch>]) -> Vec<(u32, u64)> {
+    let steps = batches_by_rank[0].len();
+    (0..steps)
+        .flat_map(|t| {
+            batches_by_rank.iter().flat_map(move |ranks| {
+                let b = &ranks[t];
+                b.example_sources
+                    .iter()
+                    .copied()
+                    .zip(b.example_indices.iter().copied())
+            })
+        })
+        .collect()
+}
+
 #[test]
-fn ranks_read_disjoint_equal_shares() {
+fn the_global_stream_does_not_depend_on_the_number_of_ranks() {
     let dir = tempfile::tempdir().unwrap();
-    let set = open(&toy_shards(dir.path(), 120));
-    let world = 3;
-    let per_rank = set.len() / world;
-    let mut all = BTreeSet::new();
-    for rank in 0..world {
-        let opts = LoaderOptions {
-            batch_size: 1,
-            rank,
-            world,
-            ..options(2)
-        };
-        let batches = take(&set, &opts, LoaderCursor::start(9), per_rank as usize);
-        for b in &batches {
-            assert!(
-                all.insert(b.example_indices[0]),
-                "example read by two ranks"
-            );
+    let set = open(&toy_shards(dir.path(), 50));
+    // A global batch of 12 rows: 1 × 12, 2 × 6, 3 × 4, 4 × 3; long enough to cross
+    // epochs mid-batch (50 is no multiple of 12).
+    let run = |world: u64, cursor: LoaderCursor, steps: usize| -> Vec<Vec<Batch>> {
+        (0..world)
+            .map(|rank| {
+                let opts = LoaderOptions {
+                    batch_size: 12 / world as usize,
+                    rank,
+                    world,
+                    ..options(2)
+                };
+                take(&set, &opts, cursor, steps)
+            })
+            .collect()
+    };
+    let one = run(1, LoaderCursor::start(9), 20);
+    let reference = global_rows(&one);
+    for world in [2, 3, 4] {
+        let ranks = run(world, LoaderCursor::start(9), 20);
+        assert_eq!(global_rows(&ranks), reference, "W = {world}");
+        for t in 0..20 {
+            let cursors: BTreeSet<_> = ranks.iter().map(|r| r[t].cursor_after.consumed).collect();
+            assert_eq!(cursors.len(), 1, "every rank carries the same cursor");
+            assert_eq!(ranks[0][t].cursor_after, one[0][t].cursor_after);
         }
+        // W = 1 → checkpoint after step 7 → W ranks: the same examples, batch by batch.
+        let resumed = run(world, one[0][6].cursor_after, 13);
         assert_eq!(
-            batches.last().unwrap().cursor_after,
-            LoaderCursor {
-                seed: 9,
-                epoch: 1,
-                position: 0
-            }
+            global_rows(&resumed),
+            reference[7 * 12..],
+            "1 → {world} ranks"
         );
     }
-    assert_eq!(all.len() as u64, per_rank * world);
 }
 
 #[test]
@@ -272,7 +295,7 @@ fn misplaced_record_batch_is_named_by_offset() {
 fn inconsistent_options_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let set = open(&toy_shards(dir.path(), 30));
-    let cases: [(LoaderOptions, &str); 3] = [
+    let cases: [(LoaderOptions, &str); 2] = [
         (
             LoaderOptions {
                 rank: 2,
@@ -288,13 +311,6 @@ fn inconsistent_options_name_the_field() {
             },
             "batch_size",
         ),
-        (
-            LoaderOptions {
-                world: 1000,
-                ..options(1)
-            },
-            "world",
-        ),
     ];
     for (options, expected) in cases {
         match BatchPlan::new(set.clone(), &options, LoaderCursor::start(1)) {
@@ -302,15 +318,107 @@ fn inconsistent_options_name_the_field() {
             other => panic!("{expected}: {:?}", other.map(|_| ())),
         }
     }
-    let cursor = LoaderCursor {
-        position: set.len(),
-        ..LoaderCursor::start(1)
+    let other = tempfile::tempdir().unwrap();
+    let longer = open(&toy_shards_of(other.path(), 30, 24));
+    let two = Blend::new(vec!["1".into(), "1".into()]).unwrap();
+    let field_of =
+        |sources: Vec<ShardSet>, blend: Blend, cursor: LoaderCursor| match BatchPlan::blended(
+            sources,
+            blend,
+            &options(1),
+            cursor,
+        ) {
+            Err(Error::LoaderConfig { field, message }) => (field, message),
+            other => panic!("{:?}", other.map(|_| ())),
+        };
+    let (field, message) = field_of(
+        vec![set.clone(), longer],
+        two.clone(),
+        LoaderCursor::start(1),
+    );
+    assert_eq!(field, "sources");
+    assert!(message.contains("seq_len 24"), "{message}");
+    let (field, _) = field_of(vec![set.clone()], two.clone(), LoaderCursor::start(1));
+    assert_eq!(field, "blend");
+    let later = two.reweighted(10, vec!["1".into(), "3".into()]).unwrap();
+    let (field, _) = field_of(vec![set.clone(), set], later, LoaderCursor::start(1));
+    assert_eq!(field, "cursor.consumed");
+}
+
+/// Each source's reads, in order, from a run's batches.
+fn reads_by_source(batches: &[Batch], sources: usize) -> Vec<Vec<u64>> {
+    let mut reads = vec![Vec::new(); sources];
+    for b in batches {
+        for (&s, &i) in b.example_sources.iter().zip(&b.example_indices) {
+            reads[s as usize].push(i);
+        }
+    }
+    reads
+}
+
+#[test]
+fn a_blend_keeps_its_proportions_and_every_source_its_own_epochs_across_a_reweighting() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let sets = vec![
+        open(&toy_shards(dirs[0].path(), 50)),
+        open(&toy_shards(dirs[1].path(), 13)),
+    ];
+    let sizes: Vec<u64> = sets.iter().map(ShardSet::len).collect();
+    let blend = Blend::new(vec!["0.7".into(), "0.3".into()]).unwrap();
+    let opts = options(2);
+    let start = |blend: &Blend, cursor| {
+        Loader::from_plan(
+            BatchPlan::blended(sets.clone(), blend.clone(), &opts, cursor).unwrap(),
+            &opts,
+        )
+        .unwrap()
     };
-    assert!(matches!(
-        BatchPlan::new(set, &options(1), cursor),
-        Err(Error::LoaderConfig {
-            field: "cursor.position",
-            ..
-        })
-    ));
+    let mut loader = start(&blend, LoaderCursor::start(4));
+    let first: Vec<Batch> = (0..20).map(|_| loader.next_batch().unwrap()).collect();
+    let plan =
+        BatchPlan::blended(sets.clone(), blend.clone(), &opts, LoaderCursor::start(4)).unwrap();
+    for (t, b) in first.iter().enumerate() {
+        let k = b.cursor_after.consumed;
+        assert_eq!(k, (t as u64 + 1) * 5);
+        let counts = plan.source_counts(k);
+        assert_eq!(
+            reads_by_source(&first[..=t], 2)
+                .iter()
+                .map(|r| r.len() as u64)
+                .collect::<Vec<_>>(),
+            counts
+        );
+        assert!(
+            (counts[0] as f64 - 0.7 * k as f64).abs() <= 1.0,
+            "{counts:?} after {k}"
+        );
+    }
+
+    // Resume after batch 12 with other weights: each source goes on from its own count.
+    let at = first[11].cursor_after;
+    let reweighted = blend
+        .reweighted(at.consumed, vec!["0.2".into(), "0.8".into()])
+        .unwrap();
+    assert_eq!(reweighted.offsets, plan.source_counts(at.consumed));
+    let mut loader = start(&reweighted, at);
+    let second: Vec<Batch> = (0..30).map(|_| loader.next_batch().unwrap()).collect();
+    let mut all = first[..12].to_vec();
+    all.extend(second);
+    for (source, reads) in reads_by_source(&all, 2).iter().enumerate() {
+        let n = sizes[source] as usize;
+        for (e, epoch) in reads.chunks(n).enumerate() {
+            let unique: BTreeSet<_> = epoch.iter().collect();
+            assert_eq!(
+                unique.len(),
+                epoch.len(),
+                "source {source} repeats an example in epoch {e}"
+            );
+        }
+    }
+    let tail = reads_by_source(&all[12..], 2);
+    let share = tail[1].len() as f64 / (30 * 5) as f64;
+    assert!(
+        (share - 0.8).abs() < 0.01,
+        "the new weights hold after the change: {share}"
+    );
 }

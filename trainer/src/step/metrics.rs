@@ -131,6 +131,10 @@ pub struct StepMetrics {
     /// lowered).
     #[serde(default)]
     pub skipped: bool,
+    /// What the data side reports about this step ([`crate::train::RunHooks::data_metrics`]:
+    /// `cocolm train` puts each source's examples read and epochs there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 /// JSON has no NaN or infinity (serde_json writes `null`): read `null` back as NaN.
@@ -186,6 +190,7 @@ impl StepMetrics {
             optimizer_state_bytes: info.optimizer_state_bytes,
             loss_scale: info.loss_scale,
             skipped: info.skipped,
+            data: None,
         }
     }
 }

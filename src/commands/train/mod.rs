@@ -1,56 +1,27 @@
 //! `cocolm train`: the loader from `cocolm-pipeline` feeding the loop of `cocolm-trainer`.
 
+pub mod data;
+
 use crate::cli::TrainArgs;
 use crate::progress::bar;
 use crate::signals::{Resumable, command_line};
 use anyhow::{Context, Result, bail};
-use cocolm_pipeline::loader::{Loader, LoaderOptions, default_workers};
+use cocolm_pipeline::loader::{BatchPlan, Loader, LoaderOptions, default_workers};
 use cocolm_pipeline::queue::QueueMetrics;
-use cocolm_pipeline::shard::reader::{ShardSet, Verify};
 use cocolm_shared::{Batch, Device, DirLock, LoaderCursor, Precision, RunConfig};
 use cocolm_trainer::collective::launch::Launch;
 use cocolm_trainer::step::DataParallel;
 use cocolm_trainer::train::{Event, RunHooks, RunOptions, RunSummary, find_resume};
+use data::{SourceSpec, Stream};
 use indicatif::ProgressBar;
-use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// What a checkpoint stores for the data side: where the loader resumes, and which data
-/// it was reading.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct DataState {
-    /// Every rank's cursor (ranks advance in step).
-    cursor: LoaderCursor,
-    tokenizer_sha256: String,
-    examples: u64,
-    /// Data-parallel ranks of the run that wrote it.
-    #[serde(default = "one")]
-    world: u64,
-}
-
-fn one() -> u64 {
-    1
-}
-
-impl DataState {
-    /// The cursor for a run of `world` ranks: the same place in the epoch's order. Rank
-    /// `r` of `W` reads element `p·W + r` at position `p`, so `p·W` examples of the epoch
-    /// are consumed; with another world size the position is `p·W / W'`, rounded down
-    /// (the few examples in between are read again).
-    fn cursor_for(&self, world: u64) -> LoaderCursor {
-        LoaderCursor {
-            position: self.cursor.position * self.world / world,
-            ..self.cursor
-        }
-    }
-}
-
 /// A training request, resolved against the data.
 pub struct TrainPlan<'a> {
-    /// Shard directory.
-    pub data: &'a Path,
+    /// The shard directories to blend, with their weights.
+    pub sources: Vec<SourceSpec>,
     /// Run directory.
     pub out: &'a Path,
     /// The configuration, `model.vocab_size` resolved.
@@ -67,8 +38,13 @@ pub fn run(args: &TrainArgs) -> Result<RunSummary> {
     if let Some(steps) = args.steps {
         config.train.steps = steps;
     }
+    let sources = if args.data.is_empty() {
+        config.data.sources.iter().map(SourceSpec::from).collect()
+    } else {
+        args.data.clone()
+    };
     train(TrainPlan {
-        data: &args.data,
+        sources,
         out: &args.out,
         config,
         resume: args.resume,
@@ -97,25 +73,18 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
     } else {
         None
     };
-    let set = ShardSet::open(
-        plan.data,
-        if plan.verify {
-            Verify::Full
-        } else {
-            Verify::Structure
-        },
-    )?;
+    let sets = data::open(&plan.sources, plan.verify)?;
     let mut config = plan.config;
-    let manifest = set.manifest();
+    let manifest = sets[0].manifest();
+    let first_dir = plan.sources[0].path.display();
     let vocab = manifest.tokenizer.vocab_size;
     if config.model.vocab_size == 0 {
         config.model.vocab_size = vocab;
     } else if config.model.vocab_size < vocab {
         bail!(
-            "model.vocab_size {} is smaller than the {} ids of {}'s tokenizer",
+            "model.vocab_size {} is smaller than the {} ids of {first_dir}'s tokenizer",
             config.model.vocab_size,
-            vocab,
-            plan.data.display()
+            vocab
         );
     }
     if config.model.max_positions < manifest.seq_len {
@@ -149,27 +118,15 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
     } else {
         None
     };
-    let cursor = match &resume {
-        Some(point) => {
-            let state: DataState =
-                serde_json::from_value(point.caller.clone()).with_context(|| {
-                    format!(
-                        "{}: no loader state in the checkpoint",
-                        point.path.display()
-                    )
-                })?;
-            if state.tokenizer_sha256 != manifest.tokenizer.sha256 || state.examples != set.len() {
-                bail!(
-                    "{}: the checkpoint was trained on other shards (tokenizer {}, {} examples)",
-                    point.path.display(),
-                    state.tokenizer_sha256,
-                    state.examples
-                );
-            }
-            state.cursor_for(launch.world as u64)
-        }
-        None => LoaderCursor::start(config.train.seed),
-    };
+    let world = launch.world as u64;
+    let (stream, changes) = Stream::plan(
+        &sets,
+        plan.sources.iter().map(|s| s.weight.clone()).collect(),
+        config.train.seed,
+        world,
+        config.train.batch_size as u64 * world,
+        resume.as_ref().map(|p| (&p.caller, p.path.as_path())),
+    )?;
     std::fs::create_dir_all(plan.out)
         .with_context(|| format!("creating {}", plan.out.display()))?;
     if lead {
@@ -190,21 +147,37 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         rank: launch.rank as u64,
         world: launch.world as u64,
     };
-    let mut loader = Loader::start(set.clone(), &options, cursor)?;
+    let plan_of_batches = BatchPlan::blended(sets, stream.blend.clone(), &options, stream.cursor)?;
+    let mut loader = Loader::from_plan(plan_of_batches, &options)?;
     let queue = Arc::new(Mutex::new(QueueMetrics::default()));
-    let queue_in_source = queue.clone();
+    let latest = Arc::new(Mutex::new(stream.cursor));
+    let (queue_in_source, latest_in_source) = (queue.clone(), latest.clone());
     let batches = std::iter::from_fn(move || {
         let batch = loader.next_batch();
         *queue_in_source.lock().expect("queue metrics lock") = loader.metrics();
+        if let Ok(b) = &batch {
+            *latest_in_source.lock().expect("cursor lock") = b.cursor_after;
+        }
         Some(batch)
     });
     let data_log_path = plan.out.join(DATA_METRICS_FILE);
     let data_log = if lead {
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&data_log_path)
             .with_context(|| format!("opening {}", data_log_path.display()))?;
+        // What changed on resume, said and logged with the step it takes effect after.
+        let step = resume.as_ref().map_or(0, |p| p.step);
+        for change in &changes {
+            eprintln!("note: {change}");
+            writeln!(
+                file,
+                "{}",
+                serde_json::json!({"step": step, "change": change.to_string()})
+            )
+            .with_context(|| format!("writing {}", data_log_path.display()))?;
+        }
         Some(file)
     } else {
         None
@@ -219,9 +192,8 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
     };
     let mut hooks = Hooks {
         progress: &progress,
-        tokenizer_sha256: manifest.tokenizer.sha256.clone(),
-        examples: set.len(),
-        world: launch.world as u64,
+        stream,
+        latest,
         queue,
         data_log,
         lead,
@@ -337,9 +309,10 @@ pub const DATA_METRICS_FILE: &str = "loader_metrics.jsonl";
 
 struct Hooks<'a> {
     progress: &'a ProgressBar,
-    tokenizer_sha256: String,
-    examples: u64,
-    world: u64,
+    /// The data stream: what checkpoints store, what metrics report.
+    stream: Stream,
+    /// The cursor after the newest batch handed to the trainer.
+    latest: Arc<Mutex<LoaderCursor>>,
     queue: Arc<Mutex<QueueMetrics>>,
     /// Rank 0's loader metrics log (other ranks write none).
     data_log: Option<std::fs::File>,
@@ -363,13 +336,12 @@ impl Hooks<'_> {
 
 impl RunHooks for Hooks<'_> {
     fn caller_state(&mut self, last_batch: &Batch) -> serde_json::Value {
-        serde_json::to_value(DataState {
-            cursor: last_batch.cursor_after,
-            tokenizer_sha256: self.tokenizer_sha256.clone(),
-            examples: self.examples,
-            world: self.world,
-        })
-        .expect("the data state serialises")
+        self.stream.state(last_batch.cursor_after)
+    }
+
+    fn data_metrics(&mut self) -> Option<serde_json::Value> {
+        let cursor = *self.latest.lock().expect("cursor lock");
+        Some(self.stream.report(cursor))
     }
 
     fn on_event(&mut self, event: Event<'_>) {
