@@ -206,8 +206,27 @@ pub struct PrepareArgs {
 /// `cocolm stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Shard directory.
-    pub dir: PathBuf,
+    /// Shard directory (not with --plan).
+    #[arg(required_unless_present = "plan")]
+    pub dir: Option<PathBuf>,
+    /// Plan a blended run instead: per source, its examples and tokens, what the run
+    /// will draw from it and how many times it will be repeated.
+    #[arg(long, conflicts_with_all = ["dir", "sql"])]
+    pub plan: bool,
+    /// With --plan: a source and its weight (repeatable; default: the configuration's
+    /// `[[data.sources]]`).
+    #[arg(long, value_name = "DIR[:WEIGHT]", requires = "plan")]
+    pub data: Vec<crate::commands::SourceSpec>,
+    /// With --plan: the run configuration (batch size, accumulation, steps, sources).
+    #[arg(long, requires = "plan")]
+    pub config: Option<PathBuf>,
+    /// With --plan: override the configuration's number of steps.
+    #[arg(long, requires = "plan")]
+    pub steps: Option<u64>,
+    /// With --plan: data-parallel ranks (the global batch is batch size × accumulation ×
+    /// ranks).
+    #[arg(long, default_value_t = 1, requires = "plan")]
+    pub world: u64,
     /// Run this SQL instead of the default report (tables: examples, shards, inputs).
     #[arg(long)]
     pub sql: Option<String>,
@@ -333,8 +352,9 @@ pub struct BenchPrepareArgs {
 /// `cocolm bench loader`.
 #[derive(Debug, Args)]
 pub struct BenchLoaderArgs {
-    /// Shard directory.
-    pub dir: PathBuf,
+    /// Shard directories, each with an optional weight (several: a blend).
+    #[arg(required = true, value_name = "DIR[:WEIGHT]")]
+    pub sources: Vec<crate::commands::SourceSpec>,
     /// Rows per batch.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

@@ -319,6 +319,21 @@ fn a_blend_trains_reports_each_source_and_resumes_with_new_weights() {
     assert_eq!(read(12), vec![34 + 24, 14 + 24]);
     assert!(lines[11]["data"]["sources"][0]["epochs"].as_f64().unwrap() > 0.0);
 
+    // The plan of the same run: 12 steps × 8 examples at 0.7 / 0.3.
+    let mut plan_args = vec!["stats".to_string(), "--plan".into(), "--json".into()];
+    plan_args.extend(blend("0.7", "0.3"));
+    plan_args.extend(["--config".into(), config.to_str().unwrap().into()]);
+    let plan: serde_json::Value = serde_json::from_str(&run_ok(&plan_args)).unwrap();
+    assert_eq!(plan["examples"], 96);
+    let sources = plan["sources"].as_array().unwrap();
+    let drawn: Vec<u64> = sources
+        .iter()
+        .map(|s| s["examples_drawn"].as_u64().unwrap())
+        .collect();
+    assert_eq!(drawn, vec![67, 29]);
+    let examples = sources[0]["examples"].as_f64().unwrap();
+    assert!((sources[0]["epochs"].as_f64().unwrap() - 67.0 / examples).abs() < 1e-9);
+
     // Sources must share the tokenizer: the odd one is named.
     let other_tokenizer = dir.path().join("other.json");
     run_ok(&[

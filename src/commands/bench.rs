@@ -3,9 +3,10 @@
 use crate::cli::{BenchLoaderArgs, BenchPrepareArgs, BenchTrainArgs};
 use anyhow::{Context, Result};
 use cocolm_pipeline::corpus;
-use cocolm_pipeline::loader::{Loader, LoaderOptions};
+use cocolm_pipeline::loader::blend::Blend;
+use cocolm_pipeline::loader::{BatchPlan, Loader, LoaderOptions};
 use cocolm_pipeline::prepare::{PrepareOptions, TokenizerArtifact};
-use cocolm_pipeline::shard::reader::{ShardSet, Verify};
+use cocolm_pipeline::shard::reader::ShardSet;
 use cocolm_shared::{Device, LoaderCursor, Precision, RunConfig};
 use cocolm_trainer::backend::{CpuBackend, FlexBackend};
 use cocolm_trainer::bench::{BenchOptions, BenchReport, bench_step};
@@ -14,14 +15,16 @@ use cocolm_trainer::step::DataParallel;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// `cocolm bench loader DIR`.
+/// `cocolm bench loader DIR[:WEIGHT]…` (several: a blend).
 pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
-    let set = ShardSet::open(&args.dir, Verify::Structure)?;
+    let sets = super::train::data::open(&args.sources, false)?;
+    let set = sets[0].clone();
+    let examples: u64 = sets.iter().map(ShardSet::len).sum();
     let (rss_open, _, anon_open) = crate::memory::resident();
     let seq_len = set.manifest().seq_len;
     let batches = args
         .batches
-        .unwrap_or_else(|| set.len().div_ceil(args.batch_size as u64));
+        .unwrap_or_else(|| examples.div_ceil(args.batch_size as u64));
     let options = LoaderOptions {
         batch_size: args.batch_size,
         workers: args.workers,
@@ -29,7 +32,9 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
         crop_fraction: args.crop.then_some(0.9),
         ..LoaderOptions::default()
     };
-    let mut loader = Loader::start(set.clone(), &options, LoaderCursor::start(1))?;
+    let weights = args.sources.iter().map(|s| s.weight.clone()).collect();
+    let plan = BatchPlan::blended(sets, Blend::new(weights)?, &options, LoaderCursor::start(1))?;
+    let mut loader = Loader::from_plan(plan, &options)?;
     let start = Instant::now();
     let mut tokens = 0u64;
     let mut masked = 0u64;
@@ -44,8 +49,8 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     drop(loader);
     let (rss_after, rss_peak, anon_after) = crate::memory::resident();
 
-    // Physical reference: copy the same number of examples, in storage order, into a
-    // reused padded buffer.
+    // Physical reference: copy the same number of examples of the first source, in
+    // storage order, into a reused padded buffer.
     let mut buffer = vec![0u32; args.batch_size * seq_len];
     let start = Instant::now();
     let mut copied = 0u64;
@@ -61,10 +66,14 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
     }
     let memcpy_s = start.elapsed().as_secs_f64();
 
+    let names: Vec<String> = args
+        .sources
+        .iter()
+        .map(|s| format!("{}:{}", s.path.display(), s.weight))
+        .collect();
     println!(
-        "loader bench: {} ({} examples, seq_len {seq_len})",
-        args.dir.display(),
-        set.len()
+        "loader bench: {} ({examples} examples, seq_len {seq_len})",
+        names.join(" + ")
     );
     println!(
         "  batch size {}, workers {}, batches {batches}, crop {}",
@@ -99,7 +108,7 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
         mib(rss_peak)
     );
     let json = serde_json::json!({
-        "bench": "loader", "examples": set.len(), "seq_len": seq_len, "batch_size": args.batch_size,
+        "bench": "loader", "sources": names, "examples": examples, "seq_len": seq_len, "batch_size": args.batch_size,
         "workers": args.workers, "batches": batches, "crop": args.crop,
         "loader_tokens_per_s": tokens as f64 / loader_s, "memcpy_tokens_per_s": copied as f64 / memcpy_s,
         "loader_batches_per_s": batches as f64 / loader_s, "queue": metrics,
