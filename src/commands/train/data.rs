@@ -308,4 +308,13 @@ mod tests {
         assert!("web:-1".parse::<SourceSpec>().is_err());
         assert!(":2".parse::<SourceSpec>().is_err());
     }
+
+    #[test]
+    fn cursors_of_both_layouts_read_back() {
+        let new: StoredCursor = serde_json::from_str(r#"{"seed": 3, "consumed": 96}"#).unwrap();
+        assert!(matches!(new, StoredCursor::Global(LoaderCursor { seed: 3, consumed: 96 })));
+        let old: StoredCursor =
+            serde_json::from_str(r#"{"seed": 3, "epoch": 1, "position": 5}"#).unwrap();
+        assert!(matches!(old, StoredCursor::PerRank { seed: 3, epoch: 1, position: 5 }));
+    }
 }
