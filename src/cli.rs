@@ -327,6 +327,74 @@ pub enum BenchCommand {
     Loader(BenchLoaderArgs),
     /// Trainer step time and tokens/s on synthetic batches.
     Train(BenchTrainArgs),
+    /// Is a run data-bound or compute-bound? The loader alone for each worker count, the
+    /// consumer alone, then both through the queue, with a verdict.
+    DataVsCompute(BenchDataVsComputeArgs),
+}
+
+/// `cocolm bench data-vs-compute`.
+#[derive(Debug, Args)]
+pub struct BenchDataVsComputeArgs {
+    /// Shard directory with an optional weight (repeatable: a blend).
+    #[arg(long, required = true, value_name = "DIR[:WEIGHT]")]
+    pub data: Vec<crate::commands::SourceSpec>,
+    /// Run configuration: batch shape, accumulation, masking, the model.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Loader worker counts to try.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub workers: Vec<usize>,
+    /// The consumer: the real trainer on the CPU, or a simulated one consuming at a
+    /// target rate (implied by --target-tokens-per-s and --target).
+    #[arg(long, value_enum, default_value_t = ConsumerKind::Real)]
+    pub consumer: ConsumerKind,
+    /// Simulated consumer: this many tokens (batch positions) per second.
+    #[arg(long, conflicts_with = "target")]
+    pub target_tokens_per_s: Option<f64>,
+    /// Simulated consumer: the rate of this accelerator running the configured model at
+    /// --utilisation of its peak (h200: 790 TFLOP/s dense bf16).
+    #[arg(long, value_enum)]
+    pub target: Option<Accelerator>,
+    /// With --target: accelerators fed by this machine's loader.
+    #[arg(long, default_value_t = 1)]
+    pub gpus: u32,
+    /// With --target: model FLOP utilisation assumed.
+    #[arg(long, default_value_t = 0.45)]
+    pub utilisation: f64,
+    /// Directory for the JSON report and the SVG chart.
+    #[arg(long, default_value = "bench-data-vs-compute")]
+    pub out: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What consumes the batches in `bench data-vs-compute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsumerKind {
+    /// The trainer, on the CPU.
+    Real,
+    /// A consumer that takes each batch's time at a target rate.
+    Simulated,
+}
+
+/// Accelerators `--target` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accelerator {
+    /// NVIDIA H200: 790 TFLOP/s dense bf16 (989 TFLOP/s is the sparse figure).
+    H200,
+}
+
+impl Accelerator {
+    /// Peak dense FLOP/s in bf16.
+    pub fn peak_flops(self) -> f64 {
+        match self {
+            Accelerator::H200 => 790e12,
+        }
+    }
 }
 
 /// `cocolm bench prepare`.

@@ -1,5 +1,6 @@
-//! `cocolm plot`: the losses of a run as an SVG of small multiples, one panel per
-//! series, from `metrics.jsonl`. Written by hand (no plotting dependency to compile).
+//! SVG charts of small multiples, written by hand (no plotting dependency to compile):
+//! `cocolm plot` (the losses of a run from `metrics.jsonl`, one panel per series) and
+//! the time series of `cocolm bench data-vs-compute` ([`chart`]: several lines a panel).
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -14,6 +15,10 @@ const SERIES: [&str; 6] = [
     "clm_loss",
     "scl_loss",
     "replaced_fraction",
+];
+/// Line colours, in series order.
+const COLOURS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 const PANEL_W: f64 = 360.0;
 const PANEL_H: f64 = 220.0;
@@ -58,8 +63,45 @@ pub fn plot_run(metrics: &Path, out: &Path) -> Result<Vec<String>> {
         "{}: no loss values to plot",
         metrics.display()
     );
-    let cols = 2.min(plotted.len());
-    let rows = plotted.len().div_ceil(cols);
+    let panels: Vec<Panel> = plotted
+        .iter()
+        .map(|(name, points)| Panel {
+            title: name.to_string(),
+            x_label: "step".into(),
+            series: vec![Series {
+                label: String::new(),
+                points: points.to_vec(),
+            }],
+        })
+        .collect();
+    chart(&panels, out)?;
+    Ok(plotted.iter().map(|(n, _)| n.to_string()).collect())
+}
+
+/// One line of a panel.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Its legend (none when empty).
+    pub label: String,
+    /// `(x, y)` points in order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One panel: a title, the x axis's name and its lines on shared scales.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    /// Shown above the panel.
+    pub title: String,
+    /// Shown below the x axis.
+    pub x_label: String,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+/// Write `panels` as an SVG of small multiples, two a row.
+pub fn chart(panels: &[Panel], out: &Path) -> Result<()> {
+    let cols = 2.min(panels.len()).max(1);
+    let rows = panels.len().div_ceil(cols);
     let (w, h) = (cols as f64 * PANEL_W, rows as f64 * PANEL_H);
     let mut svg = String::new();
     writeln!(
@@ -67,33 +109,28 @@ pub fn plot_run(metrics: &Path, out: &Path) -> Result<Vec<String>> {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11">"#
     )?;
     writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#)?;
-    for (i, (name, points)) in plotted.iter().enumerate() {
+    for (i, p) in panels.iter().enumerate() {
         let (x0, y0) = ((i % cols) as f64 * PANEL_W, (i / cols) as f64 * PANEL_H);
-        panel(&mut svg, name, points, x0, y0)?;
+        panel(&mut svg, p, x0, y0)?;
     }
     svg.push_str("</svg>\n");
-    std::fs::write(out, svg).with_context(|| format!("writing {}", out.display()))?;
-    Ok(plotted.iter().map(|(n, _)| n.to_string()).collect())
+    std::fs::write(out, svg).with_context(|| format!("writing {}", out.display()))
 }
 
-fn panel(
-    svg: &mut String,
-    name: &str,
-    points: &[(f64, f64)],
-    x0: f64,
-    y0: f64,
-) -> std::fmt::Result {
+fn panel(svg: &mut String, p: &Panel, x0: f64, y0: f64) -> std::fmt::Result {
     let (left, top) = (x0 + MARGIN, y0 + 24.0);
     let (pw, ph) = (PANEL_W - MARGIN - 16.0, PANEL_H - 24.0 - 32.0);
-    let (xmin, xmax) = bounds(points.iter().map(|p| p.0));
-    let (ymin, ymax) = bounds(points.iter().map(|p| p.1));
+    let all = || p.series.iter().flat_map(|s| s.points.iter());
+    let (xmin, xmax) = bounds(all().map(|p| p.0));
+    let (ymin, ymax) = bounds(all().map(|p| p.1));
     let sx = |x: f64| left + (x - xmin) / (xmax - xmin) * pw;
     let sy = |y: f64| top + ph - (y - ymin) / (ymax - ymin) * ph;
     writeln!(
         svg,
-        r#"<text x="{}" y="{}" font-weight="bold">{name}</text>"#,
+        r#"<text x="{}" y="{}" font-weight="bold">{}</text>"#,
         left,
-        y0 + 16.0
+        y0 + 16.0,
+        p.title
     )?;
     writeln!(
         svg,
@@ -119,19 +156,34 @@ fn panel(
     }
     writeln!(
         svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">step</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
         left + pw / 2.0,
-        top + ph + 28.0
+        top + ph + 28.0,
+        p.x_label
     )?;
-    let path: Vec<String> = points
-        .iter()
-        .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-        .collect();
-    writeln!(
-        svg,
-        r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
-        path.join(" ")
-    )
+    for (i, series) in p.series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let path: Vec<String> = series
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        writeln!(
+            svg,
+            r##"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"##,
+            path.join(" ")
+        )?;
+        if !series.label.is_empty() {
+            writeln!(
+                svg,
+                r#"<text x="{}" y="{}" fill="{colour}" text-anchor="end">{}</text>"#,
+                left + pw - 4.0,
+                top + 12.0 + 12.0 * i as f64,
+                series.label
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Min and max, widened when equal so scales never divide by zero.

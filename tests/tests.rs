@@ -2,6 +2,7 @@
 
 mod util;
 
+mod bench;
 mod launch;
 mod prepare;
 mod python;

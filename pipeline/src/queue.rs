@@ -122,7 +122,7 @@ impl<T: Send + 'static> OrderedPool<T> {
         if self.failed {
             return Err(Error::LoaderStopped);
         }
-        let depth: usize = self.queues.iter().map(|q| q.len()).sum();
+        let depth = self.ready();
         self.depth_sum += depth as u64;
         self.max_depth = self.max_depth.max(depth as u64);
         let queue = &self.queues[(self.next % self.queues.len() as u64) as usize];
@@ -133,6 +133,11 @@ impl<T: Send + 'static> OrderedPool<T> {
         let item = received.unwrap_or(Err(Error::WorkersEnded { stage: "loader" }));
         self.failed = item.is_err();
         item
+    }
+
+    /// Items ready in the queues now.
+    pub fn ready(&self) -> usize {
+        self.queues.iter().map(|q| q.len()).sum()
     }
 
     /// Hand a consumed item back for reuse.

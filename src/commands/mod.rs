@@ -10,7 +10,7 @@ mod demo;
 mod launch;
 mod prepare;
 mod tokenizer;
-mod train;
+pub mod train;
 
 pub use train::data::SourceSpec;
 
@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Prepare(args)) => bench::prepare(&args),
         Command::Bench(BenchCommand::Loader(args)) => bench::loader(&args),
         Command::Bench(BenchCommand::Train(args)) => bench::train(&args),
+        Command::Bench(BenchCommand::DataVsCompute(args)) => bench::data_vs_compute::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Launch(LaunchCommand::Check(args)) => launch::check(&args),
         Command::Check(CheckCommand::Electra(args)) => check::electra(&args),

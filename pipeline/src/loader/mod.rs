@@ -318,6 +318,11 @@ impl Loader {
         self.pool.next_item()
     }
 
+    /// Batches built and waiting in the queue now.
+    pub fn ready(&self) -> usize {
+        self.pool.ready()
+    }
+
     /// Hand a batch back so its buffers are reused.
     pub fn recycle(&self, batch: Batch) {
         self.pool.recycle(batch);

@@ -312,9 +312,22 @@ mod tests {
     #[test]
     fn cursors_of_both_layouts_read_back() {
         let new: StoredCursor = serde_json::from_str(r#"{"seed": 3, "consumed": 96}"#).unwrap();
-        assert!(matches!(new, StoredCursor::Global(LoaderCursor { seed: 3, consumed: 96 })));
+        assert!(matches!(
+            new,
+            StoredCursor::Global(LoaderCursor {
+                seed: 3,
+                consumed: 96
+            })
+        ));
         let old: StoredCursor =
             serde_json::from_str(r#"{"seed": 3, "epoch": 1, "position": 5}"#).unwrap();
-        assert!(matches!(old, StoredCursor::PerRank { seed: 3, epoch: 1, position: 5 }));
+        assert!(matches!(
+            old,
+            StoredCursor::PerRank {
+                seed: 3,
+                epoch: 1,
+                position: 5
+            }
+        ));
     }
 }

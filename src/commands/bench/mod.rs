@@ -1,5 +1,7 @@
 //! `cocolm bench …`: throughput measurements printed as a table and as one JSON line.
 
+pub mod data_vs_compute;
+
 use crate::cli::{BenchLoaderArgs, BenchPrepareArgs, BenchTrainArgs};
 use anyhow::{Context, Result};
 use cocolm_pipeline::corpus;

@@ -1,0 +1,78 @@
+//! `cocolm bench data-vs-compute` end to end: its verdicts follow the consumer's rate.
+
+use crate::train::{shards, tiny_config};
+use crate::util::run_ok;
+use std::path::Path;
+
+fn report(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "bench".to_string(),
+        "data-vs-compute".into(),
+        format!("--data={}", data.display()),
+        format!("--config={}", config.display()),
+        format!("--out={}", out.display()),
+        "--seconds=0.3".into(),
+        "--workers=1,2".into(),
+        "--json".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    serde_json::from_str(run_ok(&args).trim()).unwrap()
+}
+
+#[test]
+fn data_vs_compute_says_which_side_limits_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shards(dir.path());
+    let config = tiny_config(dir.path(), 10, 0);
+
+    // A consumer far faster than any loader: data-bound, it waits most of the time.
+    let out = dir.path().join("fast");
+    let fast = report(&data, &config, &out, &["--target-tokens-per-s=1e13"]);
+    assert_eq!(fast["verdict"], "data-bound", "{fast}");
+    assert!(fast["fewest_workers"].is_null());
+    assert!(
+        fast["together"][0]["consumer_wait_fraction"]
+            .as_f64()
+            .unwrap()
+            > 0.5
+    );
+    assert!(fast["headroom"].as_f64().unwrap() < 1.0);
+    let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        4,
+        "two panels × two worker counts"
+    );
+    assert!(out.join("report.json").exists());
+
+    // A slow one: compute-bound from one worker, with headroom.
+    let slow = report(
+        &data,
+        &config,
+        &dir.path().join("slow"),
+        &["--target-tokens-per-s=1e4"],
+    );
+    assert_eq!(slow["verdict"], "compute-bound", "{slow}");
+    assert_eq!(slow["fewest_workers"], 1);
+    assert!(slow["headroom"].as_f64().unwrap() > 10.0);
+    let rate = slow["together"][1]["tokens_per_s"].as_f64().unwrap();
+    assert!(
+        (rate / 1e4 - 1.0).abs() < 0.2,
+        "consumed at the target rate: {rate}"
+    );
+
+    // The real trainer as the consumer, and a target computed from an accelerator.
+    let real = report(&data, &config, &dir.path().join("real"), &[]);
+    assert_eq!(real["consumer"], "the trainer on the CPU");
+    assert!(real["consumer_tokens_per_s"].as_f64().unwrap() > 0.0);
+    let h200 = report(
+        &data,
+        &config,
+        &dir.path().join("h200"),
+        &["--target=h200", "--gpus=8"],
+    );
+    assert!(
+        h200["consumer"].as_str().unwrap().contains("8 × H200"),
+        "{h200}"
+    );
+}
