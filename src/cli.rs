@@ -116,7 +116,9 @@ impl Command {
     pub fn trains(&self) -> bool {
         matches!(
             self,
-            Command::Train(_) | Command::Demo(_) | Command::Bench(BenchCommand::Train(_))
+            Command::Train(_)
+                | Command::Demo(_)
+                | Command::Bench(BenchCommand::Train(_) | BenchCommand::DataVsCompute(_))
         )
     }
 }

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 /// A consumer waiting for data more than this fraction of its time is data-bound.
 pub const WAIT_LIMIT: f64 = 0.05;
+/// Steps each consumer measurement runs at least.
+const MIN_STEPS: u32 = 4;
 /// Time-series windows per measurement of (c).
 const WINDOWS: usize = 40;
 
@@ -330,7 +332,7 @@ fn consumer_alone(
     consumer.consume(&step)?;
     let clock = Instant::now();
     let mut steps = 0u32;
-    while steps < 2 || clock.elapsed() < seconds {
+    while steps < MIN_STEPS || clock.elapsed() < seconds {
         consumer.consume(&step)?;
         steps += 1;
     }
@@ -358,9 +360,11 @@ fn both(
     let mut timeline = Vec::new();
     let (mut window_start, mut window_wait, mut window_depths) = (0.0, Duration::ZERO, Vec::new());
     let blocked_before = loader.metrics().producer_blocked_ns;
+    let mut steps = 0u32;
     loop {
         consumer.consume(&step)?;
         consumed += positions(&step);
+        steps += 1;
         for batch in step.drain(..) {
             loader.recycle(batch);
         }
@@ -375,7 +379,8 @@ fn both(
             (window_start, window_wait) = (now.as_secs_f64(), Duration::ZERO);
             window_depths.clear();
         }
-        if now >= seconds {
+        // At least a few steps, however long a step of a large global batch takes.
+        if now >= seconds && steps >= MIN_STEPS {
             break;
         }
         for _ in 0..accum {
