@@ -14,7 +14,7 @@ weight decay 0.01), global-norm clipping at 1.0, dropout 0.1 in the main model:
   Hugging Face's BertForMaskedLM computes), no relative position bias.
 
 Prints one JSON line per workload. Usage:
-    python benches/peer/torch_step.py [--threads 2] [--steps 10] [--workload coco-lm]
+    python benches/peers/torch_step.py [--threads 2] [--steps 10] [--workload coco-lm]
 """
 
 import argparse
