@@ -42,11 +42,6 @@ pub fn load_tokenizer(path: &std::path::Path) -> Result<(TokenizerJson, Encoder)
 
 /// `cocolm prepare`.
 pub fn run(args: &PrepareArgs) -> Result<PrepareReport> {
-    anyhow::ensure!(
-        args.seq_len >= 3,
-        "--seq-len {} leaves no room for [CLS], a token and [SEP]",
-        args.seq_len
-    );
     let (tokenizer, encoder) = load_tokenizer(&args.tokenizer)?;
     let artifact = TokenizerArtifact {
         record: tokenizer.record(args.tokenizer.display().to_string()),

@@ -202,6 +202,15 @@ pub fn prepare(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<PrepareReport> {
     let started = Instant::now();
+    if options.seq_len < 3 {
+        return Err(Error::Output {
+            path: options.out.clone(),
+            message: format!(
+                "seq_len {} leaves no room for [CLS], a token and [SEP] (at least 3)",
+                options.seq_len
+            ),
+        });
+    }
     let (files, skipped_files) = corpus::discover(&options.inputs)?;
     let inputs = accounting::input_records(&files)?;
     let record = options.record();

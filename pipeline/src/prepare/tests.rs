@@ -199,6 +199,45 @@ fn complete_output_is_left_alone_and_mismatches_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not empty"), "{err}");
+    let mut tiny = options(&input, &dir.path().join("tiny"), 2);
+    tiny.seq_len = 2;
+    let err = run(&tiny, toy(None)).unwrap_err().to_string();
+    assert!(err.contains("seq_len 2"), "{err}");
+}
+
+#[test]
+fn a_stop_request_commits_nothing_partial_and_the_same_job_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus(dir.path());
+    let reference = dir.path().join("reference");
+    run(&options(&input, &reference, 2), toy(None)).unwrap();
+    let out = dir.path().join("out");
+    let stopped = options(&input, &out, 2);
+    stopped.stop.request(15);
+    match run(&stopped, toy(None)) {
+        Err(Error::Interrupted {
+            signal: 15,
+            shards: 0,
+            ..
+        }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert!(
+        std::fs::read_dir(&out).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "no temporary file stays"
+    );
+    let resumed = run(&options(&input, &out, 2), toy(None)).unwrap();
+    assert!(resumed.resumed);
+    let without_lock = |dir: &Path| {
+        let mut files = snapshot(dir);
+        files.remove(cocolm_shared::lock::LOCK_FILE);
+        files
+    };
+    assert_eq!(without_lock(&out), without_lock(&reference));
 }
 
 #[test]
