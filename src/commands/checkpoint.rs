@@ -20,8 +20,7 @@ pub fn verify(args: &CheckpointVerifyArgs) -> Result<()> {
         );
     }
     let checkpointer = FileCheckpointer::new(&root, Retention::KeepNewest(1));
-    let mut steps = checkpointer.steps()?;
-    steps.sort_unstable();
+    let steps = checkpointer.steps()?;
     let mut damaged = 0;
     for &step in &steps {
         let dir = checkpointer.dir_of(step);

@@ -1,6 +1,5 @@
 //! `cocolm stats` and `cocolm export`.
 
-use super::SourceSpec;
 use crate::cli::{ExportArgs, StatsArgs};
 use anyhow::{Context, Result};
 use cocolm_pipeline::loader::blend::Schedule;
@@ -63,11 +62,7 @@ fn plan(args: &StatsArgs) -> Result<()> {
         Some(path) => RunConfig::from_toml_file(path)?,
         None => RunConfig::default(),
     };
-    let specs: Vec<SourceSpec> = if args.data.is_empty() {
-        config.data.sources.iter().map(SourceSpec::from).collect()
-    } else {
-        args.data.clone()
-    };
+    let specs = super::train::data::sources(&args.data, &config);
     let sets = super::train::data::open(&specs, !args.no_verify)?;
     let weights: Vec<String> = specs.iter().map(|s| s.weight.clone()).collect();
     let schedule = Schedule::new(&weights)?;

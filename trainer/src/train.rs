@@ -54,11 +54,10 @@ pub struct PassedOver {
 pub fn find_resume(out_dir: &Path) -> Result<Option<ResumePoint>> {
     let checkpointer =
         FileCheckpointer::new(out_dir.join(CHECKPOINT_DIR), Retention::KeepNewest(1));
-    let mut steps = checkpointer.steps()?;
-    steps.sort_unstable_by(|a, b| b.cmp(a));
     let mut damaged = Vec::new();
     let mut found = None;
-    for step in steps {
+    // Newest first (`steps` is in order).
+    for step in checkpointer.steps()?.into_iter().rev() {
         let path = checkpointer.dir_of(step);
         match checkpointer.verify(&path) {
             Ok(verified) => {
@@ -210,10 +209,10 @@ pub struct RunSummary {
 /// when `checkpoint_every_minutes` have passed since the last one, and at the end. A
 /// [`RunOptions::stop`] request (a signal) ends the run after the step under way, with a
 /// checkpoint; the ranks of a data-parallel run agree on it and on time-based
-/// checkpoints, so they stop and save at the same step. Fails with [`Error::NonFinite`] (naming the intact last checkpoint)
-/// when the loss or gradient norm stops being finite, and with [`Error::Data`] when the
-/// source yields an error. Time spent waiting in `batches.next()` is reported as
-/// `data_wait_fraction`.
+/// checkpoints, so they stop and save at the same step. Fails with [`Error::NonFinite`]
+/// (naming the intact last checkpoint) when the loss or gradient norm stops being finite,
+/// and with [`Error::Data`] when the source yields an error. Time spent waiting in
+/// `batches.next()` is reported as `data_wait_fraction`.
 ///
 /// With several data-parallel ranks every rank calls it with its own share of the
 /// batches; rank 0 writes `metrics.jsonl` (statistics summed over all ranks) and the

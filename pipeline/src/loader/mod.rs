@@ -62,6 +62,26 @@ impl Default for LoaderOptions {
     }
 }
 
+impl LoaderOptions {
+    /// The loader of a run: batch shape, workers (`data.workers`, 0 picking from the
+    /// cores), queue depth, masking and the SCL crop from `config`, as `rank` of `world`.
+    pub fn for_run(config: &cocolm_shared::RunConfig, rank: u64, world: u64) -> Self {
+        LoaderOptions {
+            batch_size: config.train.batch_size,
+            workers: if config.data.workers == 0 {
+                default_workers()
+            } else {
+                config.data.workers
+            },
+            queue_depth: config.data.queue_depth,
+            mask_prob: config.data.mask_prob,
+            crop_fraction: config.model.scl.then_some(config.data.crop_fraction),
+            rank,
+            world,
+        }
+    }
+}
+
 /// Worker threads when the configuration says 0: one core is left to the trainer.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).clamp(1, 8))

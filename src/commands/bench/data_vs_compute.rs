@@ -163,13 +163,8 @@ pub fn run(args: &BenchDataVsComputeArgs) -> Result<()> {
     config.model.max_positions = config.model.max_positions.max(seq_len);
     let weights = args.data.iter().map(|s| s.weight.clone()).collect();
     let options = |workers: usize| LoaderOptions {
-        batch_size: config.train.batch_size,
         workers,
-        queue_depth: config.data.queue_depth,
-        mask_prob: config.data.mask_prob,
-        crop_fraction: config.model.scl.then_some(config.data.crop_fraction),
-        rank: 0,
-        world: 1,
+        ..LoaderOptions::for_run(&config, 0, 1)
     };
     let plan = BatchPlan::blended(
         sets,

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use cocolm_pipeline::loader::blend::{Blend, Schedule, weight_string};
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
-use cocolm_shared::{DataSource, LoaderCursor};
+use cocolm_shared::{DataSource, LoaderCursor, RunConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -49,6 +49,16 @@ impl From<&DataSource> for SourceSpec {
             path: source.path.clone(),
             weight: weight_string(source.weight),
         }
+    }
+}
+
+/// The sources of a run: those given on the command line, else the configuration's
+/// `[[data.sources]]`.
+pub fn sources(given: &[SourceSpec], config: &RunConfig) -> Vec<SourceSpec> {
+    if given.is_empty() {
+        config.data.sources.iter().map(SourceSpec::from).collect()
+    } else {
+        given.to_vec()
     }
 }
 

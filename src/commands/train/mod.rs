@@ -6,7 +6,7 @@ use crate::cli::TrainArgs;
 use crate::progress::bar;
 use crate::signals::{Resumable, command_line};
 use anyhow::{Context, Result, bail};
-use cocolm_pipeline::loader::{BatchPlan, Loader, LoaderOptions, default_workers};
+use cocolm_pipeline::loader::{BatchPlan, Loader, LoaderOptions};
 use cocolm_pipeline::queue::QueueMetrics;
 use cocolm_shared::{Batch, Device, DirLock, LoaderCursor, Precision, RunConfig};
 use cocolm_trainer::collective::launch::Launch;
@@ -38,11 +38,7 @@ pub fn run(args: &TrainArgs) -> Result<RunSummary> {
     if let Some(steps) = args.steps {
         config.train.steps = steps;
     }
-    let sources = if args.data.is_empty() {
-        config.data.sources.iter().map(SourceSpec::from).collect()
-    } else {
-        args.data.clone()
-    };
+    let sources = data::sources(&args.data, &config);
     train(TrainPlan {
         sources,
         out: &args.out,
@@ -134,19 +130,7 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
             .with_context(|| format!("writing {}", plan.out.join("config.toml").display()))?;
     }
 
-    let options = LoaderOptions {
-        batch_size: config.train.batch_size,
-        workers: if config.data.workers == 0 {
-            default_workers()
-        } else {
-            config.data.workers
-        },
-        queue_depth: config.data.queue_depth,
-        mask_prob: config.data.mask_prob,
-        crop_fraction: config.model.scl.then_some(config.data.crop_fraction),
-        rank: launch.rank as u64,
-        world: launch.world as u64,
-    };
+    let options = LoaderOptions::for_run(&config, launch.rank as u64, launch.world as u64);
     let plan_of_batches = BatchPlan::blended(sets, stream.blend.clone(), &options, stream.cursor)?;
     let mut loader = Loader::from_plan(plan_of_batches, &options)?;
     let queue = Arc::new(Mutex::new(QueueMetrics::default()));
