@@ -101,6 +101,8 @@ pub fn source_seed(seed: u64, source: usize) -> u64 {
 #[derive(Debug, Clone)]
 pub struct BatchPlan {
     sources: Vec<ShardSet>,
+    /// Each source's order seed ([`source_seed`]), derived once.
+    keys: Vec<u64>,
     blend: Blend,
     schedule: Schedule,
     seed: u64,
@@ -189,6 +191,9 @@ impl BatchPlan {
         }
         let special = first.tokenizer.special_tokens;
         Ok(BatchPlan {
+            keys: (0..sources.len())
+                .map(|s| source_seed(cursor.seed, s))
+                .collect(),
             seed: cursor.seed,
             start: cursor.consumed,
             batch_size: options.batch_size,
@@ -248,7 +253,7 @@ impl BatchPlan {
             let set = &self.sources[source];
             let n = set.len();
             let (epoch, position) = (count / n, count % n);
-            let key = source_seed(self.seed, source);
+            let key = self.keys[source];
             let perm = match perms[source].take() {
                 Some((e, p)) if e == epoch => p,
                 _ => Permutation::new(n, key, epoch),
