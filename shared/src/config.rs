@@ -41,7 +41,8 @@ pub struct ModelConfig {
     /// Rows of the token-type embedding: 0 for none, 1+ for Hugging Face compatibility
     /// (row 0 is added at every position).
     pub type_vocab_size: usize,
-    /// T5-style bucketed relative position bias, one table per head shared by all layers.
+    /// COCO-LM's bucketed relative position bias, one table per head shared by all
+    /// layers.
     pub relative_position: bool,
     /// Buckets of the relative position bias.
     pub rel_pos_buckets: usize,
@@ -118,7 +119,20 @@ pub enum Precision {
     Bf16,
 }
 
-/// The lowercase names of [`Device`] and [`Precision`] (as in the configuration file),
+/// Which parameters AdamW's weight decay applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DecayScope {
+    /// Weight matrices and embedding tables only; biases and LayerNorm parameters
+    /// (vectors) are not decayed (BERT, Hugging Face `Trainer`).
+    #[default]
+    Matrices,
+    /// Every parameter, as fairseq's Adam does (one parameter group), and so the released
+    /// COCO-LM recipe.
+    All,
+}
+
+/// The lowercase names of [`Device`], [`Precision`] and [`DecayScope`] (as in the configuration file),
 /// for command-line flags.
 macro_rules! named_choices {
     ($($ty:ident { $($variant:ident = $name:literal),+ })+) => {$(
@@ -149,6 +163,7 @@ macro_rules! named_choices {
 named_choices! {
     Device { Cpu = "cpu", Cuda = "cuda" }
     Precision { Fp32 = "fp32", Fp16 = "fp16", Bf16 = "bf16" }
+    DecayScope { Matrices = "matrices", All = "all" }
 }
 
 /// Optimisation and loop settings.
@@ -165,8 +180,10 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Steps of linear warm-up from 0 to `lr`; then linear decay to 0 at `steps`.
     pub warmup_steps: u64,
-    /// AdamW decoupled weight decay (not applied to biases and LayerNorm).
+    /// AdamW decoupled weight decay.
     pub weight_decay: f64,
+    /// The parameters `weight_decay` applies to.
+    pub weight_decay_scope: DecayScope,
     /// Adam β₁.
     pub beta1: f64,
     /// Adam β₂.
@@ -225,6 +242,7 @@ impl Default for TrainConfig {
             lr: 5e-4,
             warmup_steps: 100,
             weight_decay: 0.01,
+            weight_decay_scope: DecayScope::Matrices,
             beta1: 0.9,
             beta2: 0.98,
             eps: 1e-6,
@@ -391,10 +409,18 @@ impl RunConfig {
                 "num_layers, ffn_size and max_positions must be positive".into(),
             );
         }
-        if m.relative_position && (m.rel_pos_buckets < 2 || m.rel_pos_max_distance < 2) {
+        if m.relative_position
+            && (m.rel_pos_buckets < 4
+                || !m.rel_pos_buckets.is_multiple_of(2)
+                || m.rel_pos_max_distance <= m.rel_pos_buckets / 4 + 1)
+        {
             return bad(
                 "model.rel_pos_buckets",
-                "relative position bias needs at least 2 buckets and max distance 2".into(),
+                format!(
+                    "the relative position bias needs an even number of buckets, at least 4, \
+                     and a max distance above buckets/4 + 1 (got {} buckets, max distance {})",
+                    m.rel_pos_buckets, m.rel_pos_max_distance
+                ),
             );
         }
         if !(0.0..1.0).contains(&m.dropout) {

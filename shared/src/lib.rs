@@ -22,7 +22,9 @@ pub mod manifest;
 pub mod stop;
 
 pub use batch::{Batch, CropView};
-pub use config::{DataConfig, DataSource, Device, ModelConfig, Precision, RunConfig, TrainConfig};
+pub use config::{
+    DataConfig, DataSource, DecayScope, Device, ModelConfig, Precision, RunConfig, TrainConfig,
+};
 pub use cursor::LoaderCursor;
 pub use error::{Error, Result};
 pub use lock::DirLock;

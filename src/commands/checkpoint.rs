@@ -26,15 +26,10 @@ pub fn verify(args: &CheckpointVerifyArgs) -> Result<()> {
         let dir = checkpointer.dir_of(step);
         match checkpointer.verify(&dir) {
             Ok(v) => println!(
-                "{}  intact: {} files, {}, {}",
+                "{}  intact: {} files, {}, SHA-256 verified",
                 dir.display(),
                 v.files,
                 bytes(v.bytes as f64),
-                if v.checksummed {
-                    "SHA-256 verified"
-                } else {
-                    "present (format without checksums)"
-                }
             ),
             Err(e) => {
                 damaged += 1;

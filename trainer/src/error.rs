@@ -150,6 +150,25 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A checkpoint of a format this build does not read (not damage: resume stops
+    /// instead of passing over it).
+    #[error(
+        "checkpoint {path}: format version {version}, {}",
+        if *version < crate::checkpoint::FORMAT_VERSION {
+            "written by an earlier cocolm whose model differs from the released COCO-LM \
+             (format 4 on: the CLM head is the tied projection alone, relative positions \
+             use COCO-LM's buckets, the SCL loss is halved); this build cannot continue \
+             it: start a new run, or finish this one with the cocolm that wrote it"
+        } else {
+            "written by a newer cocolm; this build reads format 4"
+        }
+    )]
+    CheckpointFormat {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// The version its `state.json` records.
+        version: u32,
+    },
 }
 
 impl Error {

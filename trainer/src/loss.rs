@@ -73,7 +73,9 @@ pub fn binary_cross_entropy_with_logits<B: Backend>(
     with_gradient_of(value, logits * slope)
 }
 
-/// Sequence contrastive loss, summed over the `2B` views.
+/// Sequence contrastive loss: half the sum of the `2B` views' cross-entropies, as the
+/// released COCO-LM's `seqcontrast` (`0.5 · nll_loss(…, reduction='sum')`, posted by its
+/// authors in microsoft/COCO-LM issue #2), so each pair counts once.
 ///
 /// `views` holds `B` first views then their `B` second views, each row L2-normalised.
 /// The positive of row `i` is row `(i + B) mod 2B`; the other `2B − 2` rows are
@@ -95,7 +97,7 @@ pub fn contrastive_loss<B: Backend>(views: Tensor<B, 2>, temperature: f64) -> Te
     let similarity = similarity.mask_fill(diagonal, -1.0e4);
     let positives: Vec<i64> = (0..n).map(|i| ((i + half) % n) as i64).collect();
     let positives = Tensor::<B, 1, Int>::from_data(TensorData::new(positives, [n]), &device);
-    cross_entropy(similarity, positives).0.sum()
+    cross_entropy(similarity, positives).0.sum().mul_scalar(0.5)
 }
 
 #[cfg(test)]
@@ -171,6 +173,8 @@ mod tests {
                 .sum();
             want += -(sim(v[i], v[pos]).exp() / denom).ln();
         }
+        // The released loss halves the sum over the 2B views.
+        let want = 0.5 * want;
         assert!((got - want).abs() < 1e-4, "{got} vs {want}");
     }
 

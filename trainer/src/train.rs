@@ -64,6 +64,7 @@ pub fn find_resume(out_dir: &Path) -> Result<Option<ResumePoint>> {
                 found = Some((path, verified));
                 break;
             }
+            Err(e @ Error::CheckpointFormat { .. }) => return Err(e),
             Err(e) => damaged.push(PassedOver {
                 path,
                 reason: e.to_string(),

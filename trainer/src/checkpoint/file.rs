@@ -1,7 +1,7 @@
 //! Checkpoints as directories `step-XXXXXXXX/` under a root, written atomically.
 
 use super::integrity::{self, FileDigest};
-use super::{Checkpoint, Checkpointer, FORMAT_VERSION, READABLE_VERSIONS, Retention};
+use super::{Checkpoint, Checkpointer, FORMAT_VERSION, Retention};
 use crate::collective::{Collective, all_ok};
 use crate::optim::{OptimizerState, ShardInfo};
 use crate::precision::LossScale;
@@ -59,9 +59,6 @@ pub struct Verified {
     pub files: usize,
     /// Their bytes.
     pub bytes: u64,
-    /// Whether their checksums were compared (format 3 on); older checkpoints are only
-    /// checked for the presence of their files.
-    pub checksummed: bool,
 }
 
 /// The file of an optimiser state in a checkpoint directory.
@@ -136,13 +133,10 @@ fn read_state(dir: &Path) -> Result<StateFile> {
         path: state_path.clone(),
         message: e.to_string(),
     })?;
-    if !READABLE_VERSIONS.contains(&state.format_version) {
-        return Err(Error::Checkpoint {
+    if state.format_version != FORMAT_VERSION {
+        return Err(Error::CheckpointFormat {
             path: dir.to_path_buf(),
-            message: format!(
-                "format version {} (this build reads {READABLE_VERSIONS:?})",
-                state.format_version
-            ),
+            version: state.format_version,
         });
     }
     Ok(state)
@@ -166,48 +160,25 @@ fn shard_infos(state: &StateFile) -> Vec<Option<ShardInfo>> {
 
 impl FileCheckpointer {
     /// Check the checkpoint in `dir` without loading it: its `state.json` reads, and
-    /// every file it records is there with its size and SHA-256 (format 3 on; before,
-    /// only that the files exist). An error says what is damaged or missing.
+    /// every file it records is there with its size and SHA-256. An error says what is
+    /// damaged or missing.
     pub fn verify(&self, dir: &Path) -> Result<Verified> {
         let state = read_state(dir)?;
         let damaged = |message: String| Error::Checkpoint {
             path: dir.to_path_buf(),
             message,
         };
-        let checksummed = state.format_version >= 3;
-        let expected = if checksummed {
-            if state.files.is_empty() {
-                return Err(damaged("state.json records no checksums".into()));
-            }
-            state.files.clone()
-        } else {
-            let mut names = vec![MODEL_FILE.to_string()];
-            names.extend(shard_infos(&state).into_iter().map(optimizer_file));
-            let mut present = BTreeMap::new();
-            for name in names {
-                let path = dir.join(&name);
-                let bytes = std::fs::metadata(&path)
-                    .map_err(|e| Error::io(&path, e))?
-                    .len();
-                present.insert(
-                    name,
-                    FileDigest {
-                        bytes,
-                        sha256: String::new(),
-                    },
-                );
-            }
-            present
-        };
-        if checksummed && let Some(what) = integrity::damage(dir, &expected) {
+        if state.files.is_empty() {
+            return Err(damaged("state.json records no checksums".into()));
+        }
+        if let Some(what) = integrity::damage(dir, &state.files) {
             return Err(damaged(what));
         }
         Ok(Verified {
             step: state.step,
             caller: state.caller,
-            files: expected.len(),
-            bytes: expected.values().map(|d| d.bytes).sum(),
-            checksummed,
+            files: state.files.len(),
+            bytes: state.files.values().map(|d| d.bytes).sum(),
         })
     }
 
@@ -542,7 +513,7 @@ mod tests {
         let ckpt = FileCheckpointer::new(dir.path(), Retention::KeepNewest(3));
         let saved = ckpt.save(&checkpoint(4)).unwrap();
         let verified = ckpt.verify(&saved).unwrap();
-        assert!(verified.checksummed && verified.files == 2 && verified.step == 4);
+        assert!(verified.files == 2 && verified.step == 4);
 
         let optimizer = saved.join(OPTIMIZER_FILE);
         let mut bytes = std::fs::read(&optimizer).unwrap();
@@ -571,22 +542,25 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_without_checksums_verifies_by_its_files() {
+    fn an_earlier_format_is_refused_as_such_not_as_damage() {
         let dir = tempfile::tempdir().unwrap();
         let ckpt = FileCheckpointer::new(dir.path(), Retention::KeepNewest(1));
         let saved = ckpt.save(&checkpoint(2)).unwrap();
-        // Rewrite state.json as format 2 wrote it: no `files`.
+        // Rewrite state.json as format 3 wrote it (same files, a model that differs).
         let state_path = saved.join(STATE_FILE);
         let mut state: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
-        state["format_version"] = 2.into();
-        state.as_object_mut().unwrap().remove("files");
+        state["format_version"] = 3.into();
         std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
-        let verified = ckpt.verify(&saved).unwrap();
-        assert!(!verified.checksummed);
-        assert_eq!(ckpt.load(&saved).unwrap(), sorted(checkpoint(2)));
-        std::fs::remove_file(saved.join(MODEL_FILE)).unwrap();
-        let err = ckpt.verify(&saved).unwrap_err().to_string();
-        assert!(err.contains(MODEL_FILE), "{err}");
+        for err in [
+            ckpt.verify(&saved).unwrap_err(),
+            ckpt.load(&saved).unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, Error::CheckpointFormat { version: 3, .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("earlier cocolm"), "{err}");
+        }
     }
 }

@@ -47,11 +47,11 @@ use std::path::{Path, PathBuf};
 
 pub use file::{FileCheckpointer, Verified};
 
-/// Version of the checkpoint layout written; readers take it and the versions in
-/// [`READABLE_VERSIONS`], and refuse others.
-pub const FORMAT_VERSION: u32 = 3;
-/// Versions this build reads (1: no optimiser shards; 2: no checksums).
-pub const READABLE_VERSIONS: [u32; 3] = [1, 2, 3];
+/// Version of the checkpoint format written, the only one this build reads
+/// ([`crate::Error::CheckpointFormat`] otherwise). 4: the model as released COCO-LM has
+/// it (CLM head without a transform, COCO-LM's relative-position buckets, halved SCL
+/// loss); 3 and before held a model that differs, with the same parameter files.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The content of one checkpoint.
 #[derive(Debug, Clone, PartialEq)]

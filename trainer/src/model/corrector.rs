@@ -2,7 +2,7 @@
 
 use super::EncoderInput;
 use super::backbone::Backbone;
-use super::heads::{LmHead, Transform};
+use super::heads::{ClmHead, Transform};
 use super::layers::Dense;
 use crate::kernels::Kernels;
 use burn::module::Module;
@@ -26,9 +26,9 @@ pub struct Corrector<B: Backend> {
     pub backbone: Backbone<B>,
     /// `Linear(H, 1)`: is the token at this position the original one?
     pub copy_head: Dense<B>,
-    /// CLM head: Dense → GELU → LayerNorm → tied decoder + bias (the training step runs
-    /// the decoder by hand at the masked rows, see [`crate::vocab`]).
-    pub lm_head: LmHead<B>,
+    /// CLM head: the tied decoder + bias on the last hidden state (the training step runs
+    /// it by hand at the masked rows, see [`crate::vocab`]).
+    pub lm_head: ClmHead<B>,
     /// SCL projection Dense → GELU → LayerNorm, when sequence contrastive learning is on.
     pub scl_head: Option<Transform<B>>,
 }

@@ -21,8 +21,9 @@ pub struct EncoderConfig {
     pub heads: usize,
     /// Feed-forward inner width.
     pub ffn: usize,
-    /// `(buckets, max_distance)` of the relative position bias, or `None`.
-    pub relative_position: Option<(usize, usize)>,
+    /// `(buckets, max_distance, max_positions)` of the relative position bias, or
+    /// `None`.
+    pub relative_position: Option<(usize, usize, usize)>,
     /// LayerNorm epsilon.
     pub layer_norm_eps: f64,
     /// Dropout probability (hidden states and attention probabilities).
@@ -38,9 +39,18 @@ impl EncoderConfig {
             layers: (0..self.layers)
                 .map(|_| EncoderLayer::new(self, device))
                 .collect(),
-            relative_position: self.relative_position.map(|(buckets, max_distance)| {
-                RelativePositionBias::new(buckets, max_distance, self.heads, self.init_std, device)
-            }),
+            relative_position: self
+                .relative_position
+                .map(|(buckets, max_distance, positions)| {
+                    RelativePositionBias::new(
+                        buckets,
+                        max_distance,
+                        positions,
+                        self.heads,
+                        self.init_std,
+                        device,
+                    )
+                }),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Output heads: the Dense → GELU → LayerNorm transform, and the LM head tied to the
-//! token embeddings.
+//! Output heads: the Dense → GELU → LayerNorm transform, the generator's MLM head (the
+//! transform, then the decoder tied to the token embeddings) and the corrector's CLM head
+//! (the tied decoder alone, as in the released COCO-LM's `CLMHead`).
 
 use super::layers::{Dense, LayerNorm, const_param};
 use crate::kernels::reference::{self, gelu};
@@ -33,7 +34,8 @@ impl<B: Backend> Transform<B> {
     }
 }
 
-/// Transform, then a decoder tied to the token embeddings plus its own bias.
+/// The generator's MLM head: transform, then a decoder tied to the token embeddings plus
+/// its own bias.
 #[derive(Module, Debug)]
 pub struct LmHead<B: Backend> {
     /// Dense → GELU → LayerNorm.
@@ -66,5 +68,32 @@ impl<B: Backend> LmHead<B> {
     pub fn forward(&self, x: Tensor<B, 2>, tokens: Tensor<B, 2>) -> Tensor<B, 2> {
         let x = self.transform.forward(x);
         reference::linear(x, tokens.transpose(), self.bias.val())
+    }
+}
+
+/// The corrector's CLM head: the last hidden state projected straight onto the tied
+/// token table plus its own bias, `h·Eᵀ + b` (no transform, as COCO-LM's `CLMHead`).
+#[derive(Module, Debug)]
+pub struct ClmHead<B: Backend> {
+    /// Output bias `[vocab]`.
+    pub bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> ClmHead<B> {
+    /// Zero output bias.
+    pub fn new(vocab: usize, device: &B::Device) -> Self {
+        Self {
+            bias: const_param([vocab], 0.0, device),
+        }
+    }
+
+    /// Vocabulary logits of the given rows (the training step runs this projection by
+    /// hand, see [`crate::vocab`]).
+    ///
+    /// # Shapes
+    /// - `hidden`: `[rows, H]`; `tokens`: the token table `[vocab, H]`
+    /// - output: `[rows, vocab]`
+    pub fn forward(&self, hidden: Tensor<B, 2>, tokens: Tensor<B, 2>) -> Tensor<B, 2> {
+        reference::linear(hidden, tokens.transpose(), self.bias.val())
     }
 }

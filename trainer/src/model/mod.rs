@@ -24,7 +24,7 @@ use cocolm_shared::ModelConfig;
 use corrector::Corrector;
 use encoder::EncoderConfig;
 use generator::Generator;
-use heads::{LmHead, Transform};
+use heads::{ClmHead, LmHead, Transform};
 use layers::{Dense, normal_param};
 
 /// Score added to attention logits of padding keys (BERT's value; safe in fp16 too).
@@ -103,34 +103,33 @@ impl<B: Backend> CocoLm<B> {
             layers,
             heads: m.num_heads,
             ffn: m.ffn_size,
-            relative_position: m
-                .relative_position
-                .then_some((m.rel_pos_buckets, m.rel_pos_max_distance)),
+            relative_position: m.relative_position.then_some((
+                m.rel_pos_buckets,
+                m.rel_pos_max_distance,
+                m.max_positions,
+            )),
             layer_norm_eps: m.layer_norm_eps,
             dropout,
             init_std: m.init_std,
         };
         let backbone =
             |c: &EncoderConfig| Backbone::new(c, m.max_positions, m.type_vocab_size, device);
-        let lm_head = || {
-            LmHead::new(
-                m.hidden_size,
-                m.vocab_size,
-                m.layer_norm_eps,
-                m.init_std,
-                device,
-            )
-        };
         Ok(Self {
             token_embedding: normal_param([m.vocab_size, m.hidden_size], m.init_std, device),
             generator: Generator {
                 backbone: backbone(&stack(m.generator_depth(), 0.0)),
-                head: lm_head(),
+                head: LmHead::new(
+                    m.hidden_size,
+                    m.vocab_size,
+                    m.layer_norm_eps,
+                    m.init_std,
+                    device,
+                ),
             },
             corrector: Corrector {
                 backbone: backbone(&stack(m.num_layers, m.dropout)),
                 copy_head: Dense::new(m.hidden_size, 1, m.init_std, device),
-                lm_head: lm_head(),
+                lm_head: ClmHead::new(m.vocab_size, device),
                 scl_head: m
                     .scl
                     .then(|| Transform::new(m.hidden_size, m.layer_norm_eps, m.init_std, device)),
@@ -161,12 +160,6 @@ pub fn check_model_config(m: &ModelConfig) -> Result<()> {
         return Err(Error::config(
             "model",
             "num_layers, ffn_size and max_positions must be positive",
-        ));
-    }
-    if m.relative_position && (m.rel_pos_buckets < 4 || m.rel_pos_max_distance < 2) {
-        return Err(Error::config(
-            "model.rel_pos_buckets",
-            "the relative position bias needs at least 4 buckets and max distance 2",
         ));
     }
     Ok(())

@@ -3,14 +3,16 @@
 //! Per parameter `p` with gradient `g` at update `t` (1-based):
 //!
 //! ```text
-//! p ← p · (1 − lr · wd)                      (only matrices: not biases, not LayerNorm)
+//! p ← p · (1 − lr · wd)                      (see below for which parameters)
 //! m ← β₁ m + (1 − β₁) g
 //! v ← β₂ v + (1 − β₂) g²
 //! p ← p − lr / (1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
 //! ```
 //!
-//! Weight decay applies to parameters of rank ≥ 2 (weight matrices, embedding and bias
-//! tables); every bias and LayerNorm parameter is a vector and is not decayed.
+//! With [`DecayScope::Matrices`] (the default) weight decay applies to parameters of
+//! rank ≥ 2 (weight matrices, embedding and bias tables); every bias and LayerNorm
+//! parameter is a vector and is not decayed. With [`DecayScope::All`] it applies to
+//! every parameter, as fairseq's Adam (and so the released COCO-LM recipe) does.
 
 use super::{Gradients, Optimizer, OptimizerState, StepOutcome, StepRequest};
 use crate::kernels::{AdamWUpdate, Kernels};
@@ -18,7 +20,7 @@ use crate::params::{NamedTensor, ParamSpec, tensor_to_vec};
 use crate::{Error, Result};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use cocolm_shared::TrainConfig;
+use cocolm_shared::{DecayScope, TrainConfig};
 use std::path::Path;
 
 /// Hyper-parameters of [`AdamW`].
@@ -32,6 +34,8 @@ pub struct AdamWConfig {
     pub eps: f64,
     /// Decoupled weight decay.
     pub weight_decay: f64,
+    /// The parameters weight decay applies to.
+    pub scope: DecayScope,
 }
 
 impl AdamWConfig {
@@ -42,6 +46,15 @@ impl AdamWConfig {
             beta2: t.beta2,
             eps: t.eps,
             weight_decay: t.weight_decay,
+            scope: t.weight_decay_scope,
+        }
+    }
+
+    /// Whether weight decay applies to a parameter.
+    pub fn decays(&self, spec: &ParamSpec) -> bool {
+        match self.scope {
+            DecayScope::Matrices => spec.shape.len() >= 2,
+            DecayScope::All => true,
         }
     }
 }
@@ -70,7 +83,7 @@ impl<B: Backend> AdamW<B> {
         let slots = specs
             .into_iter()
             .map(|spec| Slot {
-                decay: spec.shape.len() >= 2,
+                decay: config.decays(&spec),
                 exp_avg: Tensor::zeros([spec.numel()], device),
                 exp_avg_sq: Tensor::zeros([spec.numel()], device),
                 spec,
@@ -299,6 +312,7 @@ mod tests {
             beta2: 0.98,
             eps: 1e-6,
             weight_decay: 0.1,
+            scope: DecayScope::Matrices,
         };
         let mut opt = AdamW::<B>::new(vec![spec("w", &[1, 2]), spec("b", &[1])], config, &device);
         let mut params = vec![
@@ -346,6 +360,7 @@ mod tests {
             beta2: 0.98,
             eps: 1e-6,
             weight_decay: 0.01,
+            scope: DecayScope::Matrices,
         };
         let specs = vec![spec("a.weight", &[2, 2]), spec("a.bias", &[2])];
         let mut opt = AdamW::<B>::new(specs.clone(), config, &device);

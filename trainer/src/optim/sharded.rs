@@ -313,7 +313,7 @@ impl<B: Kernels> Optimizer<B> for ShardedAdamW<B> {
             if !trained[*p] {
                 continue;
             }
-            let decay = self.specs[*p].shape.len() >= 2;
+            let decay = self.config.decays(&self.specs[*p]);
             let update = self.config.update(self.step, request.lr, grad_scale, decay);
             let g = shard
                 .clone()
@@ -570,6 +570,7 @@ mod tests {
             beta2: 0.99,
             eps: 1e-8,
             weight_decay: 0.1,
+            scope: cocolm_shared::DecayScope::Matrices,
         };
         let shards: Vec<OptimizerState> = std::thread::scope(|scope| {
             let handles: Vec<_> = ThreadGroup::new(3)

@@ -344,19 +344,28 @@ mod tests {
     }
 
     #[test]
-    fn weight_decay_skips_biases_and_layer_norms() {
-        let config = tiny_config();
+    fn weight_decay_skips_biases_and_layer_norms_unless_its_scope_is_all() {
+        let mut config = tiny_config();
         let device = Default::default();
         let model = CocoLm::<B>::init(&config.model, &device).unwrap();
-        let specs = params::param_specs(&model);
-        let adamw = AdamW::<crate::CpuInner>::new(
-            specs,
-            AdamWConfig::from_train_config(&config.train),
-            &device,
-        );
-        for (name, decay) in adamw.decay_mask() {
+        let mask = |config: &cocolm_shared::RunConfig| {
+            let adamw = AdamW::<crate::CpuInner>::new(
+                params::param_specs(&model),
+                AdamWConfig::from_train_config(&config.train),
+                &device,
+            );
+            adamw
+                .decay_mask()
+                .map(|(name, decay)| (name.to_string(), decay))
+                .collect::<Vec<_>>()
+        };
+        let matrices = mask(&config);
+        for (name, decay) in &matrices {
             let vector = name.ends_with(".bias") || name.contains("norm.");
-            assert_eq!(decay, !vector, "{name}");
+            assert_eq!(*decay, !vector, "{name}");
         }
+        assert!(matrices.iter().any(|(_, decay)| !decay));
+        config.train.weight_decay_scope = cocolm_shared::DecayScope::All;
+        assert!(mask(&config).iter().all(|(_, decay)| *decay));
     }
 }

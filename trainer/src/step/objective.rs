@@ -7,7 +7,7 @@
 //! loss = mlm_weight · Σ_masked CE_gen / n_m
 //!      + copy_weight · mean_nonpad BCE_copy
 //!      + clm_weight · Σ_masked CE_clm · (1 − σ(copy)).detach() / n_m
-//!      + scl_weight · SCL_sum / B
+//!      + scl_weight · SCL / B            (SCL: half the sum over the 2B views)
 //! ```
 //!
 //! which, with the weights 1, 50, 1, 1, is COCO-LM's
@@ -206,7 +206,8 @@ struct Corrector<B: AutodiffBackend> {
     copy_correct: Tensor<B::InnerBackend, 1>,
     /// The CLM head and its weighted cross-entropy sum `[1]`, with masked positions.
     clm: Option<(VocabLoss<B>, Tensor<B::InnerBackend, 1>)>,
-    /// Σ SCL cross-entropy, `[1]`, when the batch has a crop.
+    /// SCL loss (half the Σ of the views' cross-entropies, [`contrastive_loss`]), `[1]`,
+    /// when the batch has a crop.
     scl_sum: Option<Tensor<B, 1>>,
 }
 
@@ -236,11 +237,7 @@ fn corrector<B: TrainBackend>(
         .mul(batch.real.clone().inner())
         .sum();
     let clm = (batch.n_masked > 0).then(|| {
-        let x = model
-            .corrector
-            .lm_head
-            .transform
-            .forward(out.hidden.clone().select(0, batch.masked.clone()));
+        let x = out.hidden.clone().select(0, batch.masked.clone());
         let keep = sigmoid(copy_logits.select(0, c.masked.clone()))
             .neg()
             .add_scalar(1.0);
@@ -378,8 +375,10 @@ pub fn forward_loss<B: TrainBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::EncoderInput;
     use crate::test_util::{rng_lock, synthetic_batch, tiny_config};
     use crate::{CpuBackend, CpuInner};
+    use burn::module::AutodiffModule;
 
     #[test]
     fn total_combines_the_parts_as_documented() {
@@ -414,15 +413,85 @@ mod tests {
         assert!(s.mlm_sum > 0.0 && s.clm_sum > 0.0 && s.scl_sum > 0.0);
     }
 
+    /// The corrector's part against the model computed directly: COCO-LM's CLM head is
+    /// `h·Eᵀ + b` on the last hidden state (no transform), and each masked row's
+    /// cross-entropy is weighted by `1 − σ(copy logit)`.
     #[test]
-    fn clm_terms_are_weighted_by_one_minus_sigmoid_copy() {
-        // By hand: CE values 2 and 1 with copy logits 0 and ln 3 → weights 1/2 and 1/4.
+    fn clm_is_the_tied_projection_of_the_hidden_state_weighted_by_the_copy_head() {
+        let _guard = rng_lock();
+        let mut config = tiny_config();
+        config.model.dropout = 0.0;
         let device = Default::default();
-        let ce = Tensor::<CpuInner, 1>::from_floats([2.0, 1.0], &device);
-        let copy = Tensor::<CpuInner, 1>::from_floats([0.0, 3f32.ln()], &device);
-        let weighted = (ce * sigmoid(copy).neg().add_scalar(1.0))
-            .sum()
-            .into_scalar();
-        assert!((weighted - (1.0 + 0.25)).abs() < 1e-6);
+        CpuBackend::seed(&device, 3);
+        let model = CocoLm::<CpuBackend>::init(&config.model, &device).unwrap();
+        let raw = synthetic_batch(&config, 0);
+        let batch = DeviceBatch::upload(&raw, &config.model, 0, &device).unwrap();
+        let weights = LossWeights::from_config(&config);
+        let c = Context {
+            model: &model,
+            batch: &batch,
+            weights: &weights,
+            table: model.token_embedding.val().inner(),
+            targets: batch.targets.clone().inner(),
+            masked: batch.masked.clone().inner(),
+            per_masked: 1.0 / batch.n_masked as f64,
+            loss_scale: 1.0,
+        };
+        // Replace every other masked token by the next id.
+        let targets: Vec<i64> = raw
+            .masked_positions
+            .iter()
+            .map(|&p| raw.original_ids[p as usize] as i64)
+            .collect();
+        let samples: Vec<i64> = targets
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| if k % 2 == 0 { (t + 1) % 40 } else { t })
+            .collect();
+        let samples = Tensor::<CpuInner, 1, Int>::from_data(
+            burn::tensor::TensorData::new(samples.clone(), [samples.len()]),
+            &device,
+        );
+        let corruption = corrupt(&c, Some(&samples));
+        let (_, weighted) = corrector(&c, &corruption, &mut Vec::new())
+            .clm
+            .expect("the batch has masked positions");
+        let got = weighted.into_scalar() as f64;
+
+        let inner = model.clone().valid();
+        let input = EncoderInput::<CpuInner>::new(
+            &raw.input_ids,
+            &raw.lengths,
+            raw.batch_size,
+            raw.seq_len,
+            &device,
+        )
+        .with_ids(corruption.ids.clone());
+        let tokens = inner.token_embedding.val();
+        let out = inner.corrector.forward(tokens.clone(), &input);
+        let masked = batch.masked.clone().inner();
+        let logits = inner
+            .corrector
+            .lm_head
+            .forward(out.hidden.select(0, masked.clone()), tokens);
+        let log_p = burn::tensor::activation::log_softmax(logits, 1)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let copy = out
+            .copy_logits
+            .select(0, masked)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let want: f64 = targets
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| {
+                let ce = -log_p[k * 40 + t as usize] as f64;
+                ce * (1.0 - 1.0 / (1.0 + (-copy[k] as f64).exp()))
+            })
+            .sum();
+        assert!((got - want).abs() < 1e-4 * want.abs(), "{got} vs {want}");
     }
 }
