@@ -3,18 +3,35 @@
 //! the time series of `cocolm bench data-vs-compute` ([`chart`]: several lines a panel).
 
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
+use cocolm_trainer::step::StepMetrics;
 use std::fmt::Write;
 use std::path::Path;
 
-/// Series plotted when present, in this order.
-const SERIES: [&str; 6] = [
-    "loss",
-    "gen_mlm_loss",
-    "copy_loss",
-    "clm_loss",
-    "scl_loss",
-    "replaced_fraction",
+/// A value of a step's metrics, when the step has it.
+type Value = fn(&StepMetrics) -> Option<f64>;
+
+/// The panels of `cocolm plot`, in order: a title and its lines (label, value). A panel
+/// is drawn when one of its lines has points; a line when it has points.
+const PANELS: [(&str, &[(&str, Value)]); 7] = [
+    ("total loss", &[("", |m| Some(m.loss))]),
+    ("generator MLM loss", &[("", |m| Some(m.mlm_loss))]),
+    ("copy loss", &[("", |m| Some(m.copy_loss))]),
+    ("CLM loss", &[("", |m| Some(m.clm_loss))]),
+    ("SCL loss", &[("", |m| m.scl_loss)]),
+    (
+        "generator accuracy at masked tokens",
+        &[
+            ("train", |m| Some(m.mlm_accuracy)),
+            ("held-out", |m| m.eval.map(|e| e.mlm_accuracy)),
+        ],
+    ),
+    (
+        "copy accuracy",
+        &[
+            ("train", |m| Some(m.copy_accuracy)),
+            ("held-out", |m| m.eval.map(|e| e.copy_accuracy)),
+        ],
+    ),
 ];
 /// Line colours, in series order.
 const COLOURS: [&str; 6] = [
@@ -24,58 +41,59 @@ const PANEL_W: f64 = 360.0;
 const PANEL_H: f64 = 220.0;
 const MARGIN: f64 = 48.0;
 
-/// Read `metrics.jsonl` and write the SVG to `out`. Returns the series plotted.
+/// Read `metrics.jsonl` (a [`StepMetrics`] a line) and write the SVG to `out`. Returns
+/// the titles of the panels drawn.
 pub fn plot_run(metrics: &Path, out: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(metrics)
         .with_context(|| format!("reading {}", metrics.display()))?;
-    let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut records = Vec::new();
     for (n, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let record: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}: line {}: not JSON", metrics.display(), n + 1))?;
-        let Some(step) = record.get("step").and_then(|s| s.as_f64()) else {
-            continue;
-        };
-        for name in SERIES {
-            if let Some(v) = record
-                .get(name)
-                .and_then(|v| v.as_f64())
-                .filter(|v| v.is_finite())
-            {
-                series.entry(name).or_default().push((step, v));
-            }
-        }
+        let record: StepMetrics = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}: line {}: not the metrics of a step",
+                metrics.display(),
+                n + 1
+            )
+        })?;
+        records.push(record);
     }
-    let plotted: Vec<(&str, &Vec<(f64, f64)>)> = SERIES
-        .iter()
-        .filter_map(|name| {
-            series
-                .get(name)
-                .filter(|p| !p.is_empty())
-                .map(|p| (*name, p))
-        })
-        .collect();
-    anyhow::ensure!(
-        !plotted.is_empty(),
-        "{}: no loss values to plot",
-        metrics.display()
-    );
-    let panels: Vec<Panel> = plotted
-        .iter()
-        .map(|(name, points)| Panel {
-            title: name.to_string(),
-            x_label: "step".into(),
-            series: vec![Series {
-                label: String::new(),
-                points: points.to_vec(),
-            }],
-        })
-        .collect();
+    let panels = panels(&records);
+    anyhow::ensure!(!panels.is_empty(), "{}: no steps to plot", metrics.display());
     chart(&panels, out)?;
-    Ok(plotted.iter().map(|(n, _)| n.to_string()).collect())
+    Ok(panels.into_iter().map(|p| p.title).collect())
+}
+
+/// The panels of [`PANELS`] that have points in `records`.
+fn panels(records: &[StepMetrics]) -> Vec<Panel> {
+    PANELS
+        .iter()
+        .filter_map(|(title, lines)| {
+            let series: Vec<Series> = lines
+                .iter()
+                .map(|(label, value)| Series {
+                    label: label.to_string(),
+                    points: records
+                        .iter()
+                        .filter_map(|m| {
+                            value(m)
+                                .filter(|v| v.is_finite())
+                                .map(|v| (m.step as f64, v))
+                        })
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            (!series.is_empty()).then(|| Panel {
+                title: title.to_string(),
+                x_label: "step".into(),
+                series,
+            })
+        })
+        .collect()
 }
 
 /// One line of a panel.
@@ -211,24 +229,80 @@ fn short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cocolm_trainer::step::{EvalMetrics, MicroStats, StepInfo};
+
+    /// The metrics of a step as the trainer makes them, with SCL and an evaluation.
+    fn step(step: u64) -> StepMetrics {
+        let k = 1.0 + step as f64 / 10.0;
+        let stats = MicroStats {
+            n_masked: 100.0,
+            n_real: 600.0,
+            rows: 4.0,
+            mlm_sum: 300.0 / k,
+            mlm_correct: 20.0 * k,
+            copy_sum: 200.0 / k,
+            copy_correct: 500.0,
+            clm_sum: 250.0 / k,
+            clm_correct: 10.0 * k,
+            replaced: 40.0,
+            scl_sum: 8.0 / k,
+            loss: 30.0 / k,
+        };
+        let mut m = StepMetrics::new(
+            &stats,
+            StepInfo {
+                step,
+                micro_batches: 1,
+                scl: true,
+                lr: 1e-3,
+                grad_norm: 1.0,
+                elapsed_s: 0.5,
+                optimizer_state_bytes: 0,
+                loss_scale: None,
+                skipped: false,
+            },
+        );
+        m.eval = Some(EvalMetrics::new(&stats));
+        m
+    }
 
     #[test]
-    fn plots_the_losses_present() {
+    fn every_panel_has_points_and_every_line_is_drawn() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = dir.path().join("metrics.jsonl");
-        std::fs::write(&metrics, "{\"step\":1,\"loss\":9.0,\"copy_loss\":0.7}\n{\"step\":2,\"loss\":8.0,\"copy_loss\":0.6}\n").unwrap();
+        let lines: Vec<String> = (1..=3)
+            .map(|s| serde_json::to_string(&step(s)).unwrap())
+            .collect();
+        std::fs::write(&metrics, lines.join("\n") + "\n").unwrap();
         let out = dir.path().join("loss.svg");
-        let plotted = plot_run(&metrics, &out).unwrap();
-        assert_eq!(plotted, ["loss", "copy_loss"]);
+        let drawn = plot_run(&metrics, &out).unwrap();
+        assert_eq!(drawn.len(), PANELS.len(), "{drawn:?}");
+        let lines: usize = PANELS.iter().map(|(_, l)| l.len()).sum();
         let svg = std::fs::read_to_string(out).unwrap();
-        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<polyline").count(), lines);
+        for panel in panels(&[step(1), step(2)]) {
+            for series in panel.series {
+                assert_eq!(series.points.len(), 2, "{}", panel.title);
+            }
+        }
+    }
+
+    #[test]
+    fn panels_without_values_are_left_out() {
+        let mut m = step(1);
+        m.scl_loss = None;
+        m.eval = None;
+        let titles: Vec<String> = panels(&[m]).into_iter().map(|p| p.title).collect();
+        assert!(!titles.contains(&"SCL loss".to_string()), "{titles:?}");
+        assert!(titles.contains(&"generator MLM loss".to_string()));
     }
 
     #[test]
     fn bad_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = dir.path().join("metrics.jsonl");
-        std::fs::write(&metrics, "{\"step\":1,\"loss\":9.0}\nnot json\n").unwrap();
+        let good = serde_json::to_string(&step(1)).unwrap();
+        std::fs::write(&metrics, format!("{good}\nnot json\n")).unwrap();
         let err = plot_run(&metrics, &dir.path().join("x.svg"))
             .unwrap_err()
             .to_string();

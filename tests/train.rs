@@ -241,7 +241,19 @@ fn demo_quick_runs_end_to_end() {
         "--out",
         svg.to_str().unwrap(),
     ]);
-    assert!(printed.contains("loss") && svg.exists(), "{printed}");
+    // Every panel the trainer's metrics feed is drawn, each with its line.
+    for panel in [
+        "total loss",
+        "generator MLM loss",
+        "copy loss",
+        "CLM loss",
+        "generator accuracy",
+        "copy accuracy",
+    ] {
+        assert!(printed.contains(panel), "{panel}: {printed}");
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.matches("<polyline").count() >= 6, "{svg}");
 }
 
 #[test]

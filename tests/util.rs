@@ -46,31 +46,34 @@ pub fn shared() -> Option<PathBuf> {
     }
 }
 
-/// A Python interpreter with all of `modules`, or `None` with a printed reason.
-/// `COCOLM_PYTHON` names the interpreter (CI sets it to its virtual environment);
-/// otherwise `python3` on the PATH.
+/// A Python interpreter with all of `modules`. `COCOLM_PYTHON` names the interpreter
+/// (CI sets it to the virtual environment it installs the modules into): then a missing
+/// module fails the test. Without it, `python3` on the PATH, and `None` with a printed
+/// reason when it lacks a module.
 pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
-    let python =
-        std::env::var_os("COCOLM_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let required = std::env::var_os("COCOLM_PYTHON");
+    let python = required
+        .clone()
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
     let check = format!("import {}", modules.join(", "));
-    match Command::new(&python).args(["-c", &check]).output() {
-        Ok(out) if out.status.success() => Some(python),
-        Ok(out) => {
-            eprintln!(
-                "skipping: {} cannot import {modules:?} ({}); .ci/run installs them into .venv",
-                python.display(),
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("skipping: no Python interpreter {} ({e})", python.display());
-            None
-        }
-    }
+    let missing = match Command::new(&python).args(["-c", &check]).output() {
+        Ok(out) if out.status.success() => return Some(python),
+        Ok(out) => format!(
+            "{} cannot import {modules:?} ({})",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        ),
+        Err(e) => format!("no Python interpreter {} ({e})", python.display()),
+    };
+    assert!(
+        required.is_none(),
+        "COCOLM_PYTHON is set, so the test needs it: {missing}"
+    );
+    eprintln!("skipping: {missing}; .ci/run installs the modules into .venv");
+    None
 }
 
 /// Run a Python script from `tests/python/` with arguments; returns stdout.

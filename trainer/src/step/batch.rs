@@ -225,9 +225,8 @@ mod tests {
         );
 
         let mut b = good;
+        assert!(b.masked_positions.len() > 1, "the batch has positions to swap");
         b.masked_positions.reverse();
-        if b.masked_positions.len() > 1 {
-            assert!(upload(&b).is_err());
-        }
+        assert!(upload(&b).is_err(), "masked positions out of order are refused");
     }
 }

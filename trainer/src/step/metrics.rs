@@ -135,6 +135,45 @@ pub struct StepMetrics {
     /// `cocolm train` puts each source's examples read and epochs there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
+    /// The model on the held-out slice, on the steps it was evaluated
+    /// (`cocolm train --eval-data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalMetrics>,
+}
+
+/// How the model does on held-out batches, without dropout and without learning from
+/// them ([`crate::step::Trainer::evaluate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    /// Sequences evaluated.
+    pub sequences: u64,
+    /// Generator MLM cross-entropy per masked token.
+    pub mlm_loss: f64,
+    /// Generator argmax accuracy at the masked positions.
+    pub mlm_accuracy: f64,
+    /// Copy accuracy of the corrector over the real tokens of the input the generator
+    /// corrupted.
+    pub copy_accuracy: f64,
+    /// CLM argmax accuracy at the masked positions.
+    pub clm_accuracy: f64,
+}
+
+impl EvalMetrics {
+    /// The metrics of summed statistics.
+    pub fn new(stats: &MicroStats) -> Self {
+        Self {
+            sequences: stats.rows as u64,
+            mlm_loss: ratio(stats.mlm_sum, stats.n_masked),
+            mlm_accuracy: ratio(stats.mlm_correct, stats.n_masked),
+            copy_accuracy: ratio(stats.copy_correct, stats.n_real),
+            clm_accuracy: ratio(stats.clm_correct, stats.n_masked),
+        }
+    }
+}
+
+/// `a / b`, 0 when `b` is 0.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
 }
 
 /// JSON has no NaN or infinity (serde_json writes `null`): read `null` back as NaN.
@@ -168,7 +207,6 @@ pub struct StepInfo {
 impl StepMetrics {
     /// The metrics of a step from its summed statistics.
     pub fn new(stats: &MicroStats, info: StepInfo) -> Self {
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         Self {
             step: info.step,
             loss: stats.loss / info.micro_batches as f64,
@@ -191,6 +229,7 @@ impl StepMetrics {
             loss_scale: info.loss_scale,
             skipped: info.skipped,
             data: None,
+            eval: None,
         }
     }
 }

@@ -20,7 +20,7 @@ pub mod objective;
 
 pub use batch::DeviceBatch;
 pub use gradients::{VocabParams, micro_gradients};
-pub use metrics::{MicroStats, StepInfo, StepMetrics};
+pub use metrics::{EvalMetrics, MicroStats, StepInfo, StepMetrics};
 pub use objective::{LossWeights, MicroLoss, forward_loss};
 
 use crate::checkpoint::Checkpoint;
