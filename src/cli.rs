@@ -29,6 +29,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Plot the losses of a run as SVG.
     Plot(PlotArgs),
+    /// Fine-tune a pretrained model (or the same architecture from scratch) for sequence
+    /// classification on TSV files.
+    Finetune(FinetuneArgs),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -280,6 +283,59 @@ pub struct TrainArgs {
     /// Overrides of the configuration file.
     #[command(flatten)]
     pub overrides: ConfigOverrides,
+}
+
+/// `cocolm finetune`.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// A run directory (its newest intact checkpoint) or one checkpoint directory.
+    #[arg(long, value_name = "RUN_OR_DIR")]
+    pub checkpoint: PathBuf,
+    /// Training examples: `text<TAB>label` a line; a first line `text<TAB>label` is a
+    /// header; labels are strings.
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Development examples (early stopping and model choice).
+    #[arg(long)]
+    pub dev: PathBuf,
+    /// Test examples, scored once with the chosen model.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// The same architecture from random initialisation (the baseline), not the
+    /// checkpoint's weights.
+    #[arg(long)]
+    pub from_scratch: bool,
+    /// Keep only N training examples of each label (a fixed subset drawn with --seed).
+    #[arg(long, value_name = "N")]
+    pub train_per_label: Option<usize>,
+    /// Most passes over the training examples.
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    /// Peak learning rate (linear warm-up over the first 10 % of updates, then linear
+    /// decay to 0).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Sequences per update.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Stop after this many epochs without a better development accuracy.
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    /// Longest input in tokens, `[CLS]` and `[SEP]` included (at most the model's
+    /// positions; default 128 or the model's positions when fewer); longer texts are cut.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Seed of the head, the subset, the order of examples and dropout.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The tokenizer (default: `tokenizer.json` of the run directory, which `cocolm
+    /// train` copies there from the shards).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Where results.json goes (default: RUN/finetune/<train file>-<pretrained|scratch>
+    /// [-N-per-label]).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Where and how to train, over what the configuration file says.

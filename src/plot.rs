@@ -62,7 +62,11 @@ pub fn plot_run(metrics: &Path, out: &Path) -> Result<Vec<String>> {
         records.push(record);
     }
     let panels = panels(&records);
-    anyhow::ensure!(!panels.is_empty(), "{}: no steps to plot", metrics.display());
+    anyhow::ensure!(
+        !panels.is_empty(),
+        "{}: no steps to plot",
+        metrics.display()
+    );
     chart(&panels, out)?;
     Ok(panels.into_iter().map(|p| p.title).collect())
 }

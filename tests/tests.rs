@@ -3,6 +3,7 @@
 mod util;
 
 mod bench;
+mod finetune;
 mod launch;
 mod prepare;
 mod python;

@@ -84,6 +84,14 @@ impl SplitMix64 {
             }
         }
     }
+
+    /// Shuffle `items` in place (Fisher–Yates), every order equally likely.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +118,22 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn shuffle_is_a_seeded_permutation() {
+        let shuffled = |seed| {
+            let mut v: Vec<u32> = (0..50).collect();
+            SplitMix64::new(seed).shuffle(&mut v);
+            v
+        };
+        let a = shuffled(1);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_eq!(a, shuffled(1));
+        assert_ne!(a, shuffled(2));
+        assert_ne!(a, sorted);
     }
 
     #[test]

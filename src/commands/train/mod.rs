@@ -7,6 +7,7 @@ use crate::progress::bar;
 use crate::signals::{Resumable, command_line};
 use anyhow::{Context, Result, bail};
 use cocolm_pipeline::loader::{BatchPlan, Loader, LoaderOptions};
+use cocolm_pipeline::prepare::output::TOKENIZER_FILE;
 use cocolm_pipeline::queue::QueueMetrics;
 use cocolm_shared::{Batch, Device, DirLock, LoaderCursor, Precision, RunConfig};
 use cocolm_trainer::collective::launch::Launch;
@@ -128,6 +129,16 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
     if lead {
         std::fs::write(plan.out.join("config.toml"), config.to_toml_string())
             .with_context(|| format!("writing {}", plan.out.join("config.toml").display()))?;
+        // The tokenizer the ids come from, beside the checkpoints (fine-tuning and export
+        // read it there); every source has the same one (checked by `data::open`).
+        let from = plan.sources[0].path.join(TOKENIZER_FILE);
+        if from.is_file() {
+            let to = plan.out.join(TOKENIZER_FILE);
+            let tmp = plan.out.join(format!("{TOKENIZER_FILE}.tmp"));
+            std::fs::copy(&from, &tmp)
+                .and_then(|_| std::fs::rename(&tmp, &to))
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
     }
 
     let options = LoaderOptions::for_run(&config, launch.rank as u64, launch.world as u64);

@@ -4,6 +4,7 @@ use super::integrity::{self, FileDigest};
 use super::{Checkpoint, Checkpointer, FORMAT_VERSION, Retention};
 use crate::collective::{Collective, all_ok};
 use crate::optim::{OptimizerState, ShardInfo};
+use crate::params::NamedTensor;
 use crate::precision::LossScale;
 use crate::{Error, Result, tensor_file};
 use burn::tensor::backend::Backend;
@@ -159,6 +160,14 @@ fn shard_infos(state: &StateFile) -> Vec<Option<ShardInfo>> {
 }
 
 impl FileCheckpointer {
+    /// The step, configuration and parameters of the checkpoint in `dir`, without its
+    /// optimiser state.
+    pub fn load_model(&self, dir: &Path) -> Result<(u64, RunConfig, Vec<NamedTensor>)> {
+        let state = read_state(dir)?;
+        let model = tensor_file::read(&dir.join(MODEL_FILE))?;
+        Ok((state.step, state.config, model))
+    }
+
     /// Check the checkpoint in `dir` without loading it: its `state.json` reads, and
     /// every file it records is there with its size and SHA-256. An error says what is
     /// damaged or missing.

@@ -225,8 +225,14 @@ mod tests {
         );
 
         let mut b = good;
-        assert!(b.masked_positions.len() > 1, "the batch has positions to swap");
+        assert!(
+            b.masked_positions.len() > 1,
+            "the batch has positions to swap"
+        );
         b.masked_positions.reverse();
-        assert!(upload(&b).is_err(), "masked positions out of order are refused");
+        assert!(
+            upload(&b).is_err(),
+            "masked positions out of order are refused"
+        );
     }
 }
