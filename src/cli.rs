@@ -280,6 +280,19 @@ pub struct TrainArgs {
     /// Skip checksum verification of the shards.
     #[arg(long)]
     pub no_verify: bool,
+    /// Held-out shards (prepared with the same tokenizer): every --eval-every steps the
+    /// model is evaluated on their first --eval-batches batches, without dropout, and
+    /// `eval` (generator masked-token accuracy, copy and CLM accuracy) goes into
+    /// metrics.jsonl and the plot.
+    #[arg(long, value_name = "DIR")]
+    pub eval_data: Option<PathBuf>,
+    /// Steps between evaluations on --eval-data (and the last step).
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub eval_every: u64,
+    /// Batches of --eval-data evaluated each time (fewer when it holds fewer; each example
+    /// at most once).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub eval_batches: usize,
     /// Overrides of the configuration file.
     #[command(flatten)]
     pub overrides: ConfigOverrides,

@@ -371,3 +371,30 @@ fn a_blend_trains_reports_each_source_and_resumes_with_new_weights() {
     ]);
     assert!(err.contains("odd") && err.contains("tokenizer"), "{err}");
 }
+
+#[test]
+fn eval_data_is_scored_during_training_and_plotted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shards(dir.path());
+    let config = tiny_config(dir.path(), 4, 4);
+    let run = dir.path().join("run");
+    let mut args = train_args(&data, &config, &run, &["--eval-every", "2"]);
+    args.extend(["--eval-data".into(), data.to_str().unwrap().into()]);
+    args.extend(["--set".into(), "train.log_every=3".into()]);
+    run_ok(&args);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let evaluated: Vec<u64> = lines
+        .iter()
+        .filter(|l| l.get("eval").is_some())
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(evaluated, [2, 4]);
+    let eval = &lines.last().unwrap()["eval"];
+    assert!(eval["sequences"].as_u64().unwrap() > 0, "{eval}");
+    let svg = std::fs::read_to_string(run.join("loss.svg")).unwrap();
+    assert!(svg.contains("held-out"), "the held-out lines are drawn");
+}

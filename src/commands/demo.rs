@@ -91,6 +91,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         config,
         resume: false,
         verify: true,
+        eval: None,
     })?;
 
     println!("[4/4] done in {:.0} s", started.elapsed().as_secs_f64());

@@ -187,6 +187,19 @@ pub struct RunOptions<'a, B: burn::tensor::backend::Backend> {
     /// A request to stop early: the loop finishes the optimiser step under way, writes a
     /// checkpoint and returns with [`RunSummary::stopped`] set.
     pub stop: Stop,
+    /// Held-out batches to evaluate the model on, rank 0 only.
+    pub eval: Option<Evaluation>,
+}
+
+/// Held-out batches and how often to evaluate on them ([`Trainer::evaluate`]); the
+/// results go into that step's metrics line as `eval` (the step is logged whatever
+/// `log_every` says), and into the last step's.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The batches, the same at every evaluation.
+    pub batches: Vec<Batch>,
+    /// Evaluate after every this many steps.
+    pub every: u64,
 }
 
 /// How a run ended.
@@ -236,6 +249,7 @@ where
         resume,
         topology,
         stop,
+        eval,
     } = options;
     config
         .validate(Path::new("<run configuration>"))
@@ -403,7 +417,14 @@ where
         };
         compute_s += metrics.step_ms / 1e3;
         let step = trainer.step();
-        if step % config.train.log_every == 0 || step == config.train.steps {
+        let last = step == config.train.steps;
+        let eval_now = eval
+            .as_ref()
+            .filter(|e| lead && (step % e.every.max(1) == 0 || last));
+        if let Some(e) = eval_now {
+            metrics.eval = Some(trainer.evaluate(&e.batches)?);
+        }
+        if step % config.train.log_every == 0 || last || eval_now.is_some() {
             metrics.data_wait_fraction = Some(wait_s / (wait_s + compute_s).max(f64::MIN_POSITIVE));
             metrics.data = hooks.data_metrics();
             (wait_s, compute_s) = (0.0, 0.0);

@@ -182,6 +182,7 @@ fn sharded_checkpoints_resume_exactly() {
             resume: None,
             topology,
             stop: Default::default(),
+            eval: None,
         };
         run::<CpuBackend, _, _>(
             options,
@@ -201,6 +202,7 @@ fn sharded_checkpoints_resume_exactly() {
             resume: None,
             topology,
             stop: Default::default(),
+            eval: None,
         };
         let source = stream(&data, rank, world, 1, 0).take(2);
         run::<CpuBackend, _, _>(options, &device, ok(source), &mut DefaultHooks).unwrap()
@@ -223,6 +225,7 @@ fn sharded_checkpoints_resume_exactly() {
             resume: Some(point.clone()),
             topology,
             stop: Default::default(),
+            eval: None,
         };
         run::<CpuBackend, _, _>(
             options,
@@ -264,6 +267,7 @@ fn a_stop_request_on_one_rank_stops_every_rank_at_the_same_step() {
             resume: None,
             topology,
             stop: stop.clone(),
+            eval: None,
         };
         let source = ok(stream(&data, rank, world, 1, 0));
         // Rank 1 is asked after its second step; rank 0 never is.

@@ -5,7 +5,7 @@ use cocolm_shared::{Batch, LoaderCursor, RunConfig};
 use cocolm_trainer::step::DataParallel;
 use cocolm_trainer::step::StepMetrics;
 use cocolm_trainer::synthetic::Synthetic;
-use cocolm_trainer::train::{DefaultHooks, RunOptions, find_resume, run};
+use cocolm_trainer::train::{DefaultHooks, Evaluation, RunOptions, find_resume, run};
 use cocolm_trainer::{CpuBackend, CpuInner, Error, tensor_file};
 use std::convert::Infallible;
 use std::path::Path;
@@ -33,6 +33,7 @@ fn options<'a>(config: &'a RunConfig, dir: &'a Path) -> RunOptions<'a, CpuInner>
         resume: None,
         topology: DataParallel::Single,
         stop: Default::default(),
+        eval: None,
     }
 }
 
@@ -315,4 +316,63 @@ fn time_based_checkpoints_are_written_between_step_intervals() {
         saved,
         (1..=4).map(|s| format!("step-{s:08}")).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn evaluation_reports_held_out_scores_without_changing_training() {
+    let _guard = rng_lock();
+    let mut config = tiny();
+    config.train.steps = 6;
+    config.train.log_every = 1;
+    let data = corpus(&config, true);
+    let device = Default::default();
+    let plain = tempfile::tempdir().unwrap();
+    run::<CpuBackend, _, _>(
+        options(&config, plain.path()),
+        &device,
+        ok(data.from_index(0)),
+        &mut DefaultHooks,
+    )
+    .unwrap();
+
+    config.train.log_every = 5;
+    let evaluated = tempfile::tempdir().unwrap();
+    let held_out: Vec<Batch> = data.from_index(1000).take(2).collect();
+    let sequences: usize = held_out.iter().map(|b| b.batch_size).sum();
+    run::<CpuBackend, _, _>(
+        RunOptions {
+            eval: Some(Evaluation {
+                batches: held_out,
+                every: 2,
+            }),
+            ..options(&config, evaluated.path())
+        },
+        &device,
+        ok(data.from_index(0)),
+        &mut DefaultHooks,
+    )
+    .unwrap();
+    let lines = metrics(evaluated.path());
+    let steps: Vec<u64> = lines.iter().map(|m| m.step).collect();
+    assert_eq!(
+        steps,
+        [2, 4, 5, 6],
+        "evaluated steps are logged, and log_every's"
+    );
+    for m in &lines {
+        assert_eq!(m.eval.is_some(), m.step != 5, "step {}", m.step);
+        if let Some(e) = m.eval {
+            assert_eq!(e.sequences, sequences as u64);
+            for v in [e.mlm_accuracy, e.copy_accuracy, e.clm_accuracy] {
+                assert!((0.0..=1.0).contains(&v), "{e:?}");
+            }
+            assert!(e.mlm_loss > 0.0);
+        }
+    }
+    // Training is the same as without evaluation, step by step.
+    let plain = metrics(plain.path());
+    for m in &lines {
+        let same = plain.iter().find(|p| p.step == m.step).unwrap();
+        assert_eq!(losses(m), losses(same), "step {}", m.step);
+    }
 }

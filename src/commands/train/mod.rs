@@ -12,11 +12,11 @@ use cocolm_pipeline::queue::QueueMetrics;
 use cocolm_shared::{Batch, Device, DirLock, LoaderCursor, Precision, RunConfig};
 use cocolm_trainer::collective::launch::Launch;
 use cocolm_trainer::step::DataParallel;
-use cocolm_trainer::train::{Event, RunHooks, RunOptions, RunSummary, find_resume};
+use cocolm_trainer::train::{Evaluation, Event, RunHooks, RunOptions, RunSummary, find_resume};
 use data::{SourceSpec, Stream};
 use indicatif::ProgressBar;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// A training request, resolved against the data.
@@ -31,6 +31,8 @@ pub struct TrainPlan<'a> {
     pub resume: bool,
     /// Checksum-verify the shards.
     pub verify: bool,
+    /// Held-out shards, steps between evaluations, batches evaluated.
+    pub eval: Option<(PathBuf, u64, usize)>,
 }
 
 /// `cocolm train`.
@@ -46,6 +48,10 @@ pub fn run(args: &TrainArgs) -> Result<RunSummary> {
         config,
         resume: args.resume,
         verify: !args.no_verify,
+        eval: args
+            .eval_data
+            .clone()
+            .map(|dir| (dir, args.eval_every, args.eval_batches)),
     })
 }
 
@@ -141,6 +147,13 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         }
     }
 
+    let eval = match (&plan.eval, lead) {
+        (Some((dir, every, batches)), true) => Some(Evaluation {
+            batches: held_out(dir, &sets[0], &config, *batches, plan.verify)?,
+            every: *every,
+        }),
+        _ => None,
+    };
     let options = LoaderOptions::for_run(&config, launch.rank as u64, launch.world as u64);
     let plan_of_batches = BatchPlan::blended(sets, stream.blend.clone(), &options, stream.cursor)?;
     let mut loader = Loader::from_plan(plan_of_batches, &options)?;
@@ -197,6 +210,7 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         config: &config,
         out: plan.out,
         resume,
+        eval,
     };
     let summary = match (config.train.device, config.train.precision) {
         (Device::Cpu, Precision::Fp32) => run.on::<cocolm_trainer::CpuBackend>(
@@ -222,6 +236,46 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         return Err(stopped_message(signal, &summary, lead).into());
     }
     Ok(summary)
+}
+
+/// The first `batches` batches of the held-out shards in `dir` (each example at most
+/// once), corrupted as training batches are, in an order fixed by the run's seed.
+fn held_out(
+    dir: &Path,
+    train: &cocolm_pipeline::shard::reader::ShardSet,
+    config: &RunConfig,
+    batches: usize,
+    verify: bool,
+) -> Result<Vec<Batch>> {
+    let spec = SourceSpec {
+        path: dir.to_path_buf(),
+        weight: "1".into(),
+    };
+    let sets = data::open(std::slice::from_ref(&spec), verify)?;
+    let (held, trained) = (sets[0].manifest(), train.manifest());
+    if held.tokenizer.sha256 != trained.tokenizer.sha256 {
+        bail!(
+            "--eval-data {}: made with another tokenizer than the training shards",
+            dir.display()
+        );
+    }
+    if held.seq_len > config.model.max_positions {
+        bail!(
+            "--eval-data {}: seq_len {} is longer than model.max_positions {}",
+            dir.display(),
+            held.seq_len,
+            config.model.max_positions
+        );
+    }
+    let rows = config.train.batch_size as u64;
+    let whole = (sets[0].len() / rows).max(1) as usize;
+    let (stream, _) = Stream::plan(&sets, vec!["1".into()], config.train.seed, 1, rows, None)?;
+    let options = LoaderOptions::for_run(config, 0, 1);
+    let plan = BatchPlan::blended(sets, stream.blend.clone(), &options, stream.cursor)?;
+    let mut loader = Loader::from_plan(plan, &options)?;
+    (0..batches.min(whole))
+        .map(|_| Ok(loader.next_batch()?))
+        .collect()
 }
 
 /// What a run stopped by a signal reports (rank 0 only): where it is and how to resume.
@@ -251,6 +305,7 @@ struct Run<'a> {
     config: &'a RunConfig,
     out: &'a Path,
     resume: Option<cocolm_trainer::train::ResumePoint>,
+    eval: Option<Evaluation>,
 }
 
 impl Run<'_> {
@@ -267,6 +322,7 @@ impl Run<'_> {
             resume: self.resume,
             topology,
             stop: crate::signals::stop(),
+            eval: self.eval,
         };
         Ok(cocolm_trainer::train::run::<B, _, _>(
             options, device, batches, hooks,

@@ -41,6 +41,19 @@ impl<B: Backend> Backbone<B> {
     }
 }
 
+impl<B: Backend> Backbone<B> {
+    /// The same weights with every dropout probability 0: the model evaluated on an
+    /// autodiff backend (where dropout is otherwise active).
+    pub fn without_dropout(mut self) -> Self {
+        self.embeddings.dropout = 0.0;
+        for layer in &mut self.encoder.layers {
+            layer.dropout = 0.0;
+            layer.attention.dropout = 0.0;
+        }
+        self
+    }
+}
+
 impl<B: Kernels> Backbone<B> {
     /// # Shapes
     /// - `tokens`: `[vocab, H]`; `input.ids`: `[batch · seq]`

@@ -42,6 +42,8 @@ use std::time::Instant;
 
 /// Domain tag mixed into the seed of the initial weights.
 const INIT_TAG: u64 = 0x696e_6974; // "init"
+/// Domain tag mixed into the seed of the generator's draws on held-out batches.
+const EVAL_TAG: u64 = 0x6576_616c; // "eval"
 /// Domain tag mixed into the seed of the generator's draws.
 const SAMPLE_TAG: u64 = 0x7361_6d70; // "samp"
 
@@ -205,6 +207,27 @@ impl<B: TrainBackend> Trainer<B> {
         }
         self.step = step;
         Ok(())
+    }
+
+    /// The model on held-out `batches`: the generator's MLM loss and accuracy, and the
+    /// corrector's copy and CLM accuracy on the input the generator corrupted, without
+    /// dropout and without touching the parameters, the optimiser or any random stream
+    /// (the generator's draws are keyed by a fixed seed, so every evaluation of the same
+    /// batches corrupts them alike).
+    pub fn evaluate(&self, batches: &[Batch]) -> Result<EvalMetrics> {
+        let mut model = self.model.clone();
+        model.corrector.backbone = model.corrector.backbone.without_dropout();
+        let sample_seed = seed_of(&[self.config.train.seed, EVAL_TAG]);
+        let mut stats = MicroStats::default();
+        for batch in batches {
+            let device_batch =
+                DeviceBatch::upload(batch, &self.config.model, sample_seed, &self.device)?
+                    .in_dtype(self.dtype);
+            stats += forward_loss(&model, &device_batch, &self.weights, 1.0)
+                .stats
+                .read();
+        }
+        Ok(EvalMetrics::new(&stats))
     }
 
     /// One optimiser step over this rank's `micro_batches` (as many as
