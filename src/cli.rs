@@ -29,6 +29,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Plot the losses of a run as SVG.
     Plot(PlotArgs),
+    /// Export a run's model in Hugging Face's ELECTRA layout.
+    ExportHf(ExportHfArgs),
     /// Fine-tune a pretrained model (or the same architecture from scratch) for sequence
     /// classification on TSV files.
     Finetune(FinetuneArgs),
@@ -293,9 +295,29 @@ pub struct TrainArgs {
     /// at most once).
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub eval_batches: usize,
+    /// Start from the weights of a Hugging Face export (`cocolm export-hf`, or an ELECTRA
+    /// pair of the same shape in that layout) instead of a random draw; the model
+    /// configuration must match it (a differing field is named). Ignored on --resume once
+    /// a checkpoint exists.
+    #[arg(long, value_name = "DIR")]
+    pub init_from_hf: Option<PathBuf>,
     /// Overrides of the configuration file.
     #[command(flatten)]
     pub overrides: ConfigOverrides,
+}
+
+/// `cocolm export-hf`.
+#[derive(Debug, Args)]
+pub struct ExportHfArgs {
+    /// A run directory (its newest intact checkpoint) or one checkpoint directory.
+    pub run: PathBuf,
+    /// The export directory: the corrector as ELECTRA (config.json, model.safetensors,
+    /// tokenizer.json), the generator in generator/ as ElectraForMaskedLM, and
+    /// cocolm_extra.safetensors.
+    pub out: PathBuf,
+    /// The tokenizer (default: the run's tokenizer.json).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// `cocolm finetune`.

@@ -4,7 +4,7 @@
 use crate::prepare::{
     expected_stream, moby, prepare_args, prepare_moby, shard_stream, small_tokenizer,
 };
-use crate::util::{python_script, python_with, run_ok, shared};
+use crate::util::{python_optional, python_script, python_with, run_ok, shared};
 use cocolm_pipeline::shard::reader::{ShardSet, Verify};
 use std::io::Write;
 use std::path::Path;
@@ -119,4 +119,94 @@ fn python_tokenizers_gives_our_ids_for_the_128k_tokenizer() {
     assert_eq!(m.tokenizer.vocab_size, 128_261);
     assert_eq!(m.tokenizer.added_special_tokens.len(), 5);
     python_agrees(&python, &tokenizer, &[input], &shards);
+}
+
+/// `cocolm export-hf` loads in Hugging Face transformers, which computes the corrector's
+/// hidden states and the generator's logits that cocolm computes (a model without the
+/// relative-position bias, which ELECTRA lacks).
+#[test]
+fn transformers_computes_what_cocolm_computes_from_an_export() {
+    use cocolm_trainer::CpuInner;
+    use cocolm_trainer::model::EncoderInput;
+    use cocolm_trainer::params::{NamedTensor, tensor_to_vec};
+    use cocolm_trainer::pretrained::Pretrained;
+    let Some(python) = python_optional(&["torch", "transformers", "safetensors"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = crate::train::shards(dir.path());
+    let config = crate::train::tiny_config(dir.path(), 2, 2);
+    let run = dir.path().join("run");
+    let overrides = [
+        "--set",
+        "model.relative_position=false",
+        "--set",
+        "model.type_vocab_size=2",
+    ];
+    run_ok(&crate::train::train_args(&data, &config, &run, &overrides));
+    let export = dir.path().join("hf");
+    run_ok(&["export-hf", run.to_str().unwrap(), export.to_str().unwrap()]);
+
+    let device = Default::default();
+    let p = Pretrained::<CpuInner>::load(&run, &device).unwrap();
+    let set = ShardSet::open(&data, Verify::Full).unwrap();
+    let (batch, seq, lengths) = (2usize, 24usize, [24u32, 13]);
+    let mut ids = Vec::new();
+    for (row, &len) in lengths.iter().enumerate() {
+        ids.extend_from_slice(&set.example(row as u64)[..len as usize]);
+        ids.resize((row + 1) * seq, 0);
+    }
+    let input = EncoderInput::<CpuInner>::new(&ids, &lengths, batch, seq, &device);
+    let tokens = p.model.token_embedding.val();
+    let hidden = p.model.corrector.backbone.forward(tokens.clone(), &input);
+    let all = burn::tensor::Tensor::<CpuInner, 1, burn::tensor::Int>::arange(
+        0..(batch * seq) as i64,
+        &device,
+    );
+    let logits = p.model.generator.forward(tokens, &input, all);
+    let vocab = logits.dims()[1];
+    let width = hidden.dims()[1];
+    let io = dir.path().join("io.safetensors");
+    let tensor = |name: &str, shape: Vec<usize>, data: Vec<f32>| NamedTensor {
+        name: name.into(),
+        shape,
+        data,
+    };
+    cocolm_trainer::tensor_file::write(
+        &io,
+        &[
+            tensor(
+                "input_ids",
+                vec![batch, seq],
+                ids.iter().map(|&i| i as f32).collect(),
+            ),
+            tensor(
+                "lengths",
+                vec![batch],
+                lengths.iter().map(|&l| l as f32).collect(),
+            ),
+            tensor("hidden", vec![batch, seq, width], tensor_to_vec(hidden)),
+            tensor(
+                "generator_logits",
+                vec![batch, seq, vocab],
+                tensor_to_vec(logits),
+            ),
+        ],
+    )
+    .unwrap();
+    let out = python_script(
+        &python,
+        "hf_electra.py",
+        &[export.to_str().unwrap(), io.to_str().unwrap()],
+    );
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for part in ["corrector", "generator"] {
+        let error = got[part].as_f64().unwrap();
+        assert!(error <= 1e-5, "{part}: relative error {error}");
+    }
+    assert!(
+        !got["tokenizer_ids"].as_array().unwrap().is_empty(),
+        "{got}"
+    );
+    eprintln!("transformers vs cocolm: {got}");
 }

@@ -76,6 +76,26 @@ pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
     None
 }
 
+/// A Python interpreter with heavy modules CI does not install (torch, transformers):
+/// `COCOLM_TORCH_PYTHON`, else `COCOLM_PYTHON` or `python3`; `None` with a printed reason
+/// when it lacks one of `modules`, whatever the variables say.
+pub fn python_optional(modules: &[&str]) -> Option<PathBuf> {
+    let python = std::env::var_os("COCOLM_TORCH_PYTHON")
+        .or_else(|| std::env::var_os("COCOLM_PYTHON"))
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let check = format!("import {}", modules.join(", "));
+    match Command::new(&python).args(["-c", &check]).output() {
+        Ok(out) if out.status.success() => Some(python),
+        _ => {
+            eprintln!(
+                "skipping: {} cannot import {modules:?}; set COCOLM_TORCH_PYTHON to an interpreter that can",
+                python.display()
+            );
+            None
+        }
+    }
+}
+
 /// Run a Python script from `tests/python/` with arguments; returns stdout.
 pub fn python_script(python: &Path, script: &str, args: &[&str]) -> String {
     let out = Command::new(python)

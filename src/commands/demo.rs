@@ -92,6 +92,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         resume: false,
         verify: true,
         eval: None,
+        init_from_hf: None,
     })?;
 
     println!("[4/4] done in {:.0} s", started.elapsed().as_secs_f64());

@@ -7,6 +7,7 @@ mod checkpoint;
 mod cuda;
 mod data;
 mod demo;
+mod export_hf;
 mod finetune;
 mod launch;
 mod prepare;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => data::export(&args),
         Command::Train(args) => train::run(&args).map(|_| ()),
         Command::Finetune(args) => finetune::run(&args),
+        Command::ExportHf(args) => export_hf::run(&args),
         Command::Plot(args) => {
             let out = args.out.unwrap_or_else(|| args.run.join("loss.svg"));
             let series = crate::plot::plot_run(&args.run.join("metrics.jsonl"), &out)?;

@@ -189,6 +189,9 @@ pub struct RunOptions<'a, B: burn::tensor::backend::Backend> {
     pub stop: Stop,
     /// Held-out batches to evaluate the model on, rank 0 only.
     pub eval: Option<Evaluation>,
+    /// Start a fresh run from these weights (every parameter by path, and the file they
+    /// come from) instead of a random draw; ignored on resume.
+    pub init: Option<(Vec<params::NamedTensor>, PathBuf)>,
 }
 
 /// Held-out batches and how often to evaluate on them ([`Trainer::evaluate`]); the
@@ -250,6 +253,7 @@ where
         topology,
         stop,
         eval,
+        init,
     } = options;
     config
         .validate(Path::new("<run configuration>"))
@@ -259,7 +263,11 @@ where
         out_dir.join(CHECKPOINT_DIR),
         Retention::KeepNewest(config.train.keep_checkpoints),
     );
-    let mut trainer = Trainer::<B>::with_topology(config, device, topology)?;
+    let initial = init
+        .as_ref()
+        .filter(|_| resume.is_none())
+        .map(|(tensors, path)| (tensors.clone(), path.as_path()));
+    let mut trainer = Trainer::<B>::starting_from(config, device, topology, initial)?;
     let lead = trainer.collective().rank() == 0;
     hooks.on_event(Event::Started {
         rank: trainer.collective().rank(),

@@ -183,6 +183,7 @@ fn sharded_checkpoints_resume_exactly() {
             topology,
             stop: Default::default(),
             eval: None,
+            init: None,
         };
         run::<CpuBackend, _, _>(
             options,
@@ -203,6 +204,7 @@ fn sharded_checkpoints_resume_exactly() {
             topology,
             stop: Default::default(),
             eval: None,
+            init: None,
         };
         let source = stream(&data, rank, world, 1, 0).take(2);
         run::<CpuBackend, _, _>(options, &device, ok(source), &mut DefaultHooks).unwrap()
@@ -226,6 +228,7 @@ fn sharded_checkpoints_resume_exactly() {
             topology,
             stop: Default::default(),
             eval: None,
+            init: None,
         };
         run::<CpuBackend, _, _>(
             options,
@@ -268,6 +271,7 @@ fn a_stop_request_on_one_rank_stops_every_rank_at_the_same_step() {
             topology,
             stop: stop.clone(),
             eval: None,
+            init: None,
         };
         let source = ok(stream(&data, rank, world, 1, 0));
         // Rank 1 is asked after its second step; rank 0 never is.

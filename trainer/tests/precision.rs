@@ -162,6 +162,7 @@ fn fp16_resume_restores_the_loss_scale_exactly() {
         topology: cocolm_trainer::step::DataParallel::Single,
         stop: Default::default(),
         eval: None,
+        init: None,
     };
     let metrics = |dir: &Path| -> Vec<(u64, Option<f64>, bool)> {
         std::fs::read_to_string(dir.join("metrics.jsonl"))

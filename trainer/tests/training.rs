@@ -34,6 +34,7 @@ fn options<'a>(config: &'a RunConfig, dir: &'a Path) -> RunOptions<'a, CpuInner>
         topology: DataParallel::Single,
         stop: Default::default(),
         eval: None,
+        init: None,
     }
 }
 

@@ -33,6 +33,8 @@ pub struct TrainPlan<'a> {
     pub verify: bool,
     /// Held-out shards, steps between evaluations, batches evaluated.
     pub eval: Option<(PathBuf, u64, usize)>,
+    /// A Hugging Face export to start from.
+    pub init_from_hf: Option<PathBuf>,
 }
 
 /// `cocolm train`.
@@ -52,6 +54,7 @@ pub fn run(args: &TrainArgs) -> Result<RunSummary> {
             .eval_data
             .clone()
             .map(|dir| (dir, args.eval_every, args.eval_batches)),
+        init_from_hf: args.init_from_hf.clone(),
     })
 }
 
@@ -147,6 +150,10 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         }
     }
 
+    let init = match (&plan.init_from_hf, &resume) {
+        (Some(dir), None) => Some(initial_weights(dir, &config, manifest)?),
+        _ => None,
+    };
     let eval = match (&plan.eval, lead) {
         (Some((dir, every, batches)), true) => Some(Evaluation {
             batches: held_out(dir, &sets[0], &config, *batches, plan.verify)?,
@@ -211,6 +218,7 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         out: plan.out,
         resume,
         eval,
+        init,
     };
     let summary = match (config.train.device, config.train.precision) {
         (Device::Cpu, Precision::Fp32) => run.on::<cocolm_trainer::CpuBackend>(
@@ -236,6 +244,40 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
         return Err(stopped_message(signal, &summary, lead).into());
     }
     Ok(summary)
+}
+
+/// The weights of the Hugging Face export in `dir` for a model of `config`, checked
+/// against the shards' tokenizer when the export has one.
+fn initial_weights(
+    dir: &Path,
+    config: &RunConfig,
+    shards: &cocolm_shared::manifest::Manifest,
+) -> Result<(Vec<cocolm_trainer::params::NamedTensor>, PathBuf)> {
+    let tokenizer = dir.join(TOKENIZER_FILE);
+    if tokenizer.is_file() {
+        let sha256 = cocolm_pipeline::tokenizer::TokenizerJson::load(&tokenizer)?
+            .sha256()
+            .to_string();
+        if sha256 != shards.tokenizer.sha256 {
+            bail!(
+                "--init-from-hf {}: its tokenizer.json is not the one the shards were made with",
+                dir.display()
+            );
+        }
+    } else {
+        eprintln!(
+            "note: --init-from-hf {}: no tokenizer.json there, so the ids cannot be checked against the shards'",
+            dir.display()
+        );
+    }
+    let fresh = cocolm_trainer::params::export(&cocolm_trainer::model::CocoLm::<
+        cocolm_trainer::CpuInner,
+    >::init(&config.model, &Default::default())?);
+    let (weights, notes) = cocolm_trainer::hf::export::import(dir, &config.model, fresh)?;
+    for note in notes {
+        eprintln!("note: --init-from-hf: {note}");
+    }
+    Ok((weights, dir.to_path_buf()))
 }
 
 /// The first `batches` batches of the held-out shards in `dir` (each example at most
@@ -306,6 +348,7 @@ struct Run<'a> {
     out: &'a Path,
     resume: Option<cocolm_trainer::train::ResumePoint>,
     eval: Option<Evaluation>,
+    init: Option<(Vec<cocolm_trainer::params::NamedTensor>, PathBuf)>,
 }
 
 impl Run<'_> {
@@ -323,6 +366,7 @@ impl Run<'_> {
             topology,
             stop: crate::signals::stop(),
             eval: self.eval,
+            init: self.init,
         };
         Ok(cocolm_trainer::train::run::<B, _, _>(
             options, device, batches, hooks,

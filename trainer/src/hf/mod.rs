@@ -37,6 +37,105 @@ use burn::tensor::{Tensor, TensorData};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod export;
+
+/// Hugging Face's name of the token table.
+const WORD_EMBEDDINGS: &str = "electra.embeddings.word_embeddings.weight";
+/// The generator's decoder, tied to the token table (skipped when present).
+const TIED_DECODER: &str = "generator_lm_head.weight";
+
+/// How one of our parameters corresponds to Hugging Face ELECTRA tensors; the one table
+/// both directions ([`load_discriminator`] and friends, [`export`]) read.
+#[derive(Debug, Clone, PartialEq)]
+enum Tie {
+    /// The same tensor under another name.
+    Same { hf: String, ours: String },
+    /// `nn.Linear` layers side by side (`{hf}.weight` `[out, in]`, `{hf}.bias`) ↔ one
+    /// [`Dense`](crate::model::layers::Dense) (`{ours}.weight` `[in, out]`, `{ours}.bias`).
+    Linear { hf: Vec<String>, ours: String },
+}
+
+fn same(hf: String, ours: String) -> Tie {
+    Tie::Same { hf, ours }
+}
+
+/// A LayerNorm's gain and shift.
+fn norm(hf: &str, ours: &str) -> [Tie; 2] {
+    [
+        same(format!("{hf}.weight"), format!("{ours}.weight")),
+        same(format!("{hf}.bias"), format!("{ours}.bias")),
+    ]
+}
+
+/// An encoder's ties, `electra.*` ↔ `{ours}.*`, the word embeddings aside (see the table
+/// in the module docs).
+fn backbone_ties(layers: usize, ours: &str) -> Vec<Tie> {
+    let e = "electra.embeddings";
+    let mut ties = vec![
+        same(
+            format!("{e}.position_embeddings.weight"),
+            format!("{ours}.embeddings.positions"),
+        ),
+        same(
+            format!("{e}.token_type_embeddings.weight"),
+            format!("{ours}.embeddings.token_types"),
+        ),
+    ];
+    ties.extend(norm(
+        &format!("{e}.LayerNorm"),
+        &format!("{ours}.embeddings.norm"),
+    ));
+    for n in 0..layers {
+        let hf = format!("electra.encoder.layer.{n}");
+        let us = format!("{ours}.encoder.layers.{n}");
+        let linear = |hf: Vec<String>, ours: String| Tie::Linear { hf, ours };
+        ties.push(linear(
+            ["query", "key", "value"]
+                .map(|p| format!("{hf}.attention.self.{p}"))
+                .to_vec(),
+            format!("{us}.attention.qkv"),
+        ));
+        ties.push(linear(
+            vec![format!("{hf}.attention.output.dense")],
+            format!("{us}.attention.output"),
+        ));
+        ties.extend(norm(
+            &format!("{hf}.attention.output.LayerNorm"),
+            &format!("{us}.attention_norm"),
+        ));
+        ties.push(linear(
+            vec![format!("{hf}.intermediate.dense")],
+            format!("{us}.ffn_in"),
+        ));
+        ties.push(linear(
+            vec![format!("{hf}.output.dense")],
+            format!("{us}.ffn_out"),
+        ));
+        ties.extend(norm(
+            &format!("{hf}.output.LayerNorm"),
+            &format!("{us}.ffn_norm"),
+        ));
+    }
+    ties
+}
+
+/// The generator's MLM head ↔ `{ours}.*` (its decoder is the token table).
+fn generator_head_ties(ours: &str) -> Vec<Tie> {
+    let mut ties = vec![Tie::Linear {
+        hf: vec!["generator_predictions.dense".into()],
+        ours: format!("{ours}.transform.dense"),
+    }];
+    ties.extend(norm(
+        "generator_predictions.LayerNorm",
+        &format!("{ours}.transform.norm"),
+    ));
+    ties.push(same(
+        "generator_lm_head.bias".into(),
+        format!("{ours}.bias"),
+    ));
+    ties
+}
+
 struct HfTensors<'a> {
     path: &'a Path,
     tensors: BTreeMap<String, NamedTensor>,
@@ -123,11 +222,6 @@ impl<'a> HfTensors<'a> {
         Ok(())
     }
 
-    fn layer_norm(&mut self, hf: &str, ours: &str) -> Result<()> {
-        self.copy(&format!("{hf}.weight"), &format!("{ours}.weight"))?;
-        self.copy(&format!("{hf}.bias"), &format!("{ours}.bias"))
-    }
-
     fn mismatch(&self, t: &NamedTensor, expected: &str) -> Error {
         Error::TensorMismatch {
             path: self.path.to_path_buf(),
@@ -137,42 +231,21 @@ impl<'a> HfTensors<'a> {
         }
     }
 
+    /// Apply `ties` from Hugging Face's names to ours.
+    fn apply(&mut self, ties: &[Tie]) -> Result<()> {
+        for tie in ties {
+            match tie {
+                Tie::Same { hf, ours } => self.copy(hf, ours)?,
+                Tie::Linear { hf, ours } => self.linear(hf, ours)?,
+            }
+        }
+        Ok(())
+    }
+
     /// Map `electra.*` onto `backbone.*`; returns the word embeddings.
     fn backbone(&mut self, layers: usize) -> Result<NamedTensor> {
-        let e = "electra.embeddings";
-        let tokens = self.take(&format!("{e}.word_embeddings.weight"))?;
-        self.copy(
-            &format!("{e}.position_embeddings.weight"),
-            "backbone.embeddings.positions",
-        )?;
-        self.copy(
-            &format!("{e}.token_type_embeddings.weight"),
-            "backbone.embeddings.token_types",
-        )?;
-        self.layer_norm(&format!("{e}.LayerNorm"), "backbone.embeddings.norm")?;
-        for n in 0..layers {
-            let hf = format!("electra.encoder.layer.{n}");
-            let ours = format!("backbone.encoder.layers.{n}");
-            let qkv = ["query", "key", "value"].map(|p| format!("{hf}.attention.self.{p}"));
-            self.linear(&qkv, &format!("{ours}.attention.qkv"))?;
-            self.linear(
-                &[format!("{hf}.attention.output.dense")],
-                &format!("{ours}.attention.output"),
-            )?;
-            self.layer_norm(
-                &format!("{hf}.attention.output.LayerNorm"),
-                &format!("{ours}.attention_norm"),
-            )?;
-            self.linear(
-                &[format!("{hf}.intermediate.dense")],
-                &format!("{ours}.ffn_in"),
-            )?;
-            self.linear(&[format!("{hf}.output.dense")], &format!("{ours}.ffn_out"))?;
-            self.layer_norm(
-                &format!("{hf}.output.LayerNorm"),
-                &format!("{ours}.ffn_norm"),
-            )?;
-        }
+        let tokens = self.take(WORD_EMBEDDINGS)?;
+        self.apply(&backbone_ties(layers, "backbone"))?;
         Ok(tokens)
     }
 
@@ -240,13 +313,8 @@ pub fn load_generator<B: Backend>(
     let mut hf = HfTensors::read(path)?;
     let tokens = hf.backbone(generator.backbone.encoder.layers.len())?;
     check_table(path, &tokens)?;
-    hf.linear(
-        &["generator_predictions.dense".to_string()],
-        "head.transform.dense",
-    )?;
-    hf.layer_norm("generator_predictions.LayerNorm", "head.transform.norm")?;
-    hf.copy("generator_lm_head.bias", "head.bias")?;
-    let mapped = hf.finish(&[])?;
+    hf.apply(&generator_head_ties("head"))?;
+    let mapped = hf.finish(&[TIED_DECODER])?;
     let generator = params::import(generator, mapped, path, device)?;
     Ok((generator, table(tokens, device)))
 }

@@ -105,6 +105,17 @@ impl<B: TrainBackend> Trainer<B> {
         device: &B::Device,
         topology: DataParallel<B::InnerBackend>,
     ) -> Result<Self> {
+        Self::starting_from(config, device, topology, None)
+    }
+
+    /// The same, starting from `initial` weights (every parameter, by path; read from
+    /// the given file) instead of a random draw, with a fresh optimiser at step 0.
+    pub fn starting_from(
+        config: &RunConfig,
+        device: &B::Device,
+        topology: DataParallel<B::InnerBackend>,
+        initial: Option<(Vec<params::NamedTensor>, &std::path::Path)>,
+    ) -> Result<Self> {
         let mut model = {
             // The CPU backends' RNG is process-wide: ranks sharing a process (threads)
             // draw their initial weights one at a time.
@@ -113,6 +124,9 @@ impl<B: TrainBackend> Trainer<B> {
             B::seed(device, seed_of(&[config.train.seed, INIT_TAG]));
             CocoLm::init(&config.model, device)?
         };
+        if let Some((tensors, source)) = initial {
+            model = params::import(model, tensors, source, device)?;
+        }
         let specs = params::param_specs(&model);
         let vocab_params = VocabParams::find(&specs);
         let adamw = AdamWConfig::from_train_config(&config.train);
