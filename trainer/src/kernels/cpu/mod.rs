@@ -468,10 +468,18 @@ mod tests {
     /// the draws included (same uniforms).
     #[test]
     fn fused_vocab_head_matches_the_graph() {
+        vocab_head_at(70, 8, 37);
+    }
+
+    #[test]
+    fn fused_vocab_head_matches_the_graph_at_a_real_size() {
+        vocab_head_at(600, 256, 16_000);
+    }
+
+    fn vocab_head_at(n: usize, hidden: usize, vocab: usize) {
         let _rng = rng_lock();
         let device = Default::default();
         CpuInner::seed(&device, 3);
-        let (n, hidden, vocab) = (70, 8, 37);
         let rows = HeadRows::<CpuInner> {
             x: random([n, hidden], &device),
             targets: Tensor::from_data(
