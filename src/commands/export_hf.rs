@@ -2,7 +2,7 @@
 //! (`cocolm_trainer::hf::export`), with the tokenizer beside each model.
 
 use crate::cli::ExportHfArgs;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cocolm_pipeline::prepare::output::TOKENIZER_FILE;
 use cocolm_pipeline::tokenizer::TokenizerJson;
 use cocolm_trainer::CpuInner;
@@ -15,17 +15,11 @@ use std::path::Path;
 pub fn run(args: &ExportHfArgs) -> Result<()> {
     let device = Default::default();
     let pretrained = Pretrained::<CpuInner>::load(&args.run, &device)?;
-    let tokenizer_path = args
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| pretrained.run.join(TOKENIZER_FILE));
-    if !tokenizer_path.is_file() {
-        bail!(
-            "{}: no tokenizer there; pass --tokenizer with the tokenizer.json of the shards the run trained on",
-            tokenizer_path.display()
-        );
-    }
-    let tokenizer = TokenizerJson::load(&tokenizer_path)?;
+    let tokenizer = super::train::run_tokenizer(
+        args.tokenizer.as_deref(),
+        &pretrained.run,
+        pretrained.config.model.vocab_size,
+    )?;
     let config = &pretrained.config.model;
     let exported = export(
         params::export(&pretrained.model),

@@ -6,8 +6,7 @@ use crate::cli::FinetuneArgs;
 use crate::progress::bar;
 use anyhow::{Context, Result, bail};
 use burn::module::AutodiffModule;
-use cocolm_pipeline::prepare::output::TOKENIZER_FILE;
-use cocolm_pipeline::tokenizer::{Encoder, EngineChoice, TokenizerJson};
+use cocolm_pipeline::tokenizer::{Encoder, EngineChoice};
 use cocolm_shared::hash::{SplitMix64, seed_of};
 use cocolm_trainer::CpuBackend;
 use cocolm_trainer::finetune::{Classifier, Example, FitOptions, Scores, evaluate, fit};
@@ -32,25 +31,11 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let device = Default::default();
     let pretrained = Pretrained::<CpuBackend>::load(&args.checkpoint, &device)?;
     let config = pretrained.config.clone();
-    let tokenizer_path = args
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| pretrained.run.join(TOKENIZER_FILE));
-    if !tokenizer_path.is_file() {
-        bail!(
-            "{}: no tokenizer there; pass --tokenizer with the tokenizer.json of the shards the run trained on",
-            tokenizer_path.display()
-        );
-    }
-    let tokenizer = TokenizerJson::load(&tokenizer_path)?;
-    if tokenizer.vocab_size() > config.model.vocab_size {
-        bail!(
-            "{}: {} ids, more than the model's vocabulary of {}: not the run's tokenizer",
-            tokenizer_path.display(),
-            tokenizer.vocab_size(),
-            config.model.vocab_size
-        );
-    }
+    let tokenizer = super::train::run_tokenizer(
+        args.tokenizer.as_deref(),
+        &pretrained.run,
+        config.model.vocab_size,
+    )?;
     let max_len = args.max_len.unwrap_or(128.min(config.model.max_positions));
     if max_len < 3 || max_len > config.model.max_positions {
         bail!(

@@ -246,6 +246,31 @@ pub fn train(plan: TrainPlan<'_>) -> Result<RunSummary> {
     Ok(summary)
 }
 
+/// The tokenizer of a run: `given`, else the `tokenizer.json` that `train` copies into
+/// the run directory; checked against the model's vocabulary.
+pub fn run_tokenizer(
+    given: Option<&Path>,
+    run: &Path,
+    vocab_size: usize,
+) -> Result<cocolm_pipeline::tokenizer::TokenizerJson> {
+    let path = given.map_or_else(|| run.join(TOKENIZER_FILE), Path::to_path_buf);
+    if !path.is_file() {
+        bail!(
+            "{}: no tokenizer there; pass --tokenizer with the tokenizer.json of the shards the run trained on",
+            path.display()
+        );
+    }
+    let tokenizer = cocolm_pipeline::tokenizer::TokenizerJson::load(&path)?;
+    if tokenizer.vocab_size() > vocab_size {
+        bail!(
+            "{}: {} ids, more than the model's vocabulary of {vocab_size}: not the run's tokenizer",
+            path.display(),
+            tokenizer.vocab_size()
+        );
+    }
+    Ok(tokenizer)
+}
+
 /// The weights of the Hugging Face export in `dir` for a model of `config`, checked
 /// against the shards' tokenizer when the export has one.
 fn initial_weights(
