@@ -9,7 +9,7 @@ use burn::module::AutodiffModule;
 use cocolm_pipeline::tokenizer::{Encoder, EngineChoice};
 use cocolm_shared::hash::{SplitMix64, seed_of};
 use cocolm_trainer::CpuBackend;
-use cocolm_trainer::finetune::{Classifier, Example, FitOptions, Scores, evaluate, fit};
+use cocolm_trainer::finetune::{Classifier, Example, FitEvent, FitOptions, Scores, evaluate, fit};
 use cocolm_trainer::model::CocoLm;
 use cocolm_trainer::pretrained::Pretrained;
 use std::collections::BTreeMap;
@@ -144,9 +144,17 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
         &dev,
         &options,
         &device,
-        |done, total| {
-            progress.set_length(total);
-            progress.set_position(done);
+        |event| match event {
+            FitEvent::Update { done, total } => {
+                progress.set_length(total);
+                progress.set_position(done);
+            }
+            FitEvent::Epoch(e) => progress.suspend(|| {
+                println!(
+                    "epoch {}: train loss {:.4}, dev accuracy {:.4}, macro-F1 {:.4} ({:.0} s)",
+                    e.epoch, e.train_loss, e.dev.accuracy, e.dev.macro_f1, e.seconds
+                );
+            }),
         },
     )?;
     progress.finish_and_clear();
@@ -155,12 +163,6 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let test_scores = test
         .as_ref()
         .map(|t| evaluate(&model, t, labels.len(), &options, &device));
-    for e in &fitted.history {
-        println!(
-            "epoch {}: train loss {:.4}, dev accuracy {:.4}, macro-F1 {:.4} ({:.0} s)",
-            e.epoch, e.train_loss, e.dev.accuracy, e.dev.macro_f1, e.seconds
-        );
-    }
     let line = |name: &str, s: &Scores| {
         println!(
             "{name}: accuracy {:.4}, macro-F1 {:.4} ({} examples)",

@@ -111,6 +111,20 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
+/// What [`fit`] reports while it runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FitEvent<'a> {
+    /// An update was applied: `done` of the `total` planned.
+    Update {
+        /// Updates applied so far.
+        done: u64,
+        /// Updates of all epochs.
+        total: u64,
+    },
+    /// An epoch ended and was scored on the development set.
+    Epoch(&'a EpochReport),
+}
+
 /// What [`fit`] returns.
 #[derive(Debug)]
 pub struct Fitted<B: Backend> {
@@ -123,15 +137,14 @@ pub struct Fitted<B: Backend> {
 }
 
 /// Fine-tune `model` on `train`, evaluating on `dev` after every epoch and keeping the
-/// best epoch's weights. `on_update` is called after every update with the number done
-/// and the total planned.
+/// best epoch's weights; `on_event` hears of every update and every epoch.
 pub fn fit<B: TrainBackend>(
     mut model: Classifier<B>,
     train: &[Example],
     dev: &[Example],
     options: &FitOptions,
     device: &B::Device,
-    mut on_update: impl FnMut(u64, u64),
+    mut on_event: impl FnMut(FitEvent<'_>),
 ) -> Result<Fitted<B>> {
     let classes = model.head.bias.dims()[0];
     let per_epoch = train.len().div_ceil(options.batch_size.max(1)) as u64;
@@ -182,15 +195,20 @@ pub fn fit<B: TrainBackend>(
                 model = params::set_flat_values(model, values);
             }
             update += 1;
-            on_update(update, total);
+            on_event(FitEvent::Update {
+                done: update,
+                total,
+            });
         }
         let dev_scores = evaluate(&model.valid(), dev, classes, options, device);
-        history.push(EpochReport {
+        let report = EpochReport {
             epoch,
             train_loss: loss_sum / train.len().max(1) as f64,
             dev: dev_scores,
             seconds: started.elapsed().as_secs_f64(),
-        });
+        };
+        on_event(FitEvent::Epoch(&report));
+        history.push(report);
         if best
             .as_ref()
             .is_none_or(|(accuracy, _, _)| dev_scores.accuracy > *accuracy)
@@ -307,13 +325,26 @@ mod tests {
             pad: 0,
         };
         let (train, dev) = (task(256, 1), task(64, 2));
-        let mut updates = 0;
-        let fitted = fit(model, &train, &dev, &options, &device, |done, total| {
-            assert!(done <= total);
-            updates = done;
-        })
+        let (mut updates, mut epochs) = (0, 0);
+        let fitted = fit(
+            model,
+            &train,
+            &dev,
+            &options,
+            &device,
+            |event| match event {
+                FitEvent::Update { done, total } => {
+                    assert!(done <= total);
+                    updates = done;
+                }
+                FitEvent::Epoch(report) => {
+                    epochs += 1;
+                    assert_eq!(report.epoch, epochs);
+                }
+            },
+        )
         .unwrap();
-        assert_eq!(updates, 6 * 16);
+        assert_eq!((updates, epochs), (6 * 16, 6));
         assert_eq!(fitted.history.len(), 6);
         let best = fitted.history[fitted.best_epoch - 1].dev.accuracy;
         assert!(
