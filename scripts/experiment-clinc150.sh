@@ -11,14 +11,14 @@
 #      with the same budget, on the full training set and on 10 examples per intent.
 #
 # Usage: scripts/experiment-clinc150.sh [OUT]   (default target/experiment-clinc150)
-# Variables: SHARED (../shared), MINUTES (60), STEPS (4400: the schedule's length; set it
+# Variables: SHARED (../shared), MINUTES (60), STEPS (4500: the schedule's length; set it
 # to what fits MINUTES on the machine), SKIP_PRETRAIN=1 to fine-tune an existing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/experiment-clinc150}
 shared=${SHARED:-../shared}
 minutes=${MINUTES:-60}
-steps=${STEPS:-4400}
+steps=${STEPS:-4500}
 corpus=$shared/data/corpus
 clinc=$shared/data/eval/clinc150
 bin=target/release/cocolm
