@@ -28,7 +28,14 @@ impl<B: Backend> Pretrained<B> {
     /// Read `run_or_checkpoint`: a run directory (its newest intact checkpoint) or one
     /// checkpoint directory (verified against its checksums first).
     pub fn load(run_or_checkpoint: &Path, device: &B::Device) -> Result<Self> {
+        let checkpointer = |dir: &Path| {
+            FileCheckpointer::new(
+                dir.parent().unwrap_or(dir).to_path_buf(),
+                Retention::KeepNewest(1),
+            )
+        };
         let (path, run) = if run_or_checkpoint.join("state.json").is_file() {
+            checkpointer(run_or_checkpoint).verify(run_or_checkpoint)?;
             let run = run_or_checkpoint
                 .parent()
                 .and_then(Path::parent)
@@ -36,6 +43,7 @@ impl<B: Backend> Pretrained<B> {
                 .to_path_buf();
             (run_or_checkpoint.to_path_buf(), run)
         } else {
+            // `find_resume` verified the checkpoint it returns.
             let point = find_resume(run_or_checkpoint)?.ok_or_else(|| Error::Checkpoint {
                 path: run_or_checkpoint.join(CHECKPOINT_DIR),
                 message: "no checkpoint (give a run directory that has one, or a checkpoint \
@@ -44,12 +52,7 @@ impl<B: Backend> Pretrained<B> {
             })?;
             (point.path, run_or_checkpoint.to_path_buf())
         };
-        let checkpointer = FileCheckpointer::new(
-            path.parent().unwrap_or(&path).to_path_buf(),
-            Retention::KeepNewest(1),
-        );
-        checkpointer.verify(&path)?;
-        let (step, config, tensors) = checkpointer.load_model(&path)?;
+        let (step, config, tensors) = checkpointer(&path).load_model(&path)?;
         let model = CocoLm::init(&config.model, device)?;
         let model = params::import(model, tensors, &path, device)?;
         Ok(Self {

@@ -263,10 +263,11 @@ where
         out_dir.join(CHECKPOINT_DIR),
         Retention::KeepNewest(config.train.keep_checkpoints),
     );
-    let initial = init
-        .as_ref()
-        .filter(|_| resume.is_none())
-        .map(|(tensors, path)| (tensors.clone(), path.as_path()));
+    let (initial, source) = match init {
+        Some((tensors, source)) if resume.is_none() => (Some(tensors), source),
+        _ => (None, PathBuf::new()),
+    };
+    let initial = initial.map(|tensors| (tensors, source.as_path()));
     let mut trainer = Trainer::<B>::starting_from(config, device, topology, initial)?;
     let lead = trainer.collective().rank() == 0;
     hooks.on_event(Event::Started {

@@ -77,9 +77,7 @@ pub fn export(
         &backbone_ties(config.num_layers, "corrector.backbone"),
     )?);
     let mut generator = vec![word_embeddings];
-    let mut ties = backbone_ties(config.generator_depth(), "generator.backbone");
-    ties.extend(generator_head_ties("generator.head"));
-    generator.extend(untie(&mut ours, &ties)?);
+    generator.extend(untie(&mut ours, &generator_ties(config))?);
     let hf_config = |layers: usize, dropout: f64, architecture: &str| {
         serde_json::json!({
             "architectures": [architecture],
@@ -142,6 +140,13 @@ impl Exported {
         }
         crate::tensor_file::write(&dir.join(files::EXTRA), &self.extra)
     }
+}
+
+/// The generator's encoder and MLM head, `electra.*` and `generator_*` ↔ `generator.*`.
+fn generator_ties(config: &ModelConfig) -> Vec<Tie> {
+    let mut ties = backbone_ties(config.generator_depth(), "generator.backbone");
+    ties.extend(generator_head_ties("generator.head"));
+    ties
 }
 
 /// Our tensors named by `ties` in Hugging Face's names and layout (removed from `ours`).
@@ -227,9 +232,7 @@ pub fn import(
             got: "other values".into(),
         });
     }
-    let mut ties = backbone_ties(config.generator_depth(), "generator.backbone");
-    ties.extend(generator_head_ties("generator.head"));
-    generator.apply(&ties)?;
+    generator.apply(&generator_ties(config))?;
     for t in hf
         .finish(&["discriminator_predictions."])?
         .into_iter()

@@ -42,6 +42,16 @@ pub fn relative_position_bucket(
     max_positions: usize,
 ) -> usize {
     let shift = magnitude(max_positions.saturating_sub(1), num_buckets, max_distance);
+    shifted_bucket(relative_position, shift, num_buckets, max_distance)
+}
+
+/// [`relative_position_bucket`] with its shift already computed.
+fn shifted_bucket(
+    relative_position: i64,
+    shift: usize,
+    num_buckets: usize,
+    max_distance: usize,
+) -> usize {
     let n = magnitude(
         relative_position.unsigned_abs() as usize,
         num_buckets,
@@ -93,16 +103,11 @@ impl<B: Backend> RelativePositionBias<B> {
         let table = self.table.val();
         let device = table.device();
         let [_, heads] = table.dims();
+        let (buckets, distance) = (self.num_buckets, self.max_distance);
+        let shift = magnitude(self.max_positions.saturating_sub(1), buckets, distance);
         let buckets: Vec<i64> = (0..seq as i64)
             .flat_map(|i| {
-                (0..seq as i64).map(move |j| {
-                    relative_position_bucket(
-                        j - i,
-                        self.num_buckets,
-                        self.max_distance,
-                        self.max_positions,
-                    ) as i64
-                })
+                (0..seq as i64).map(move |j| shifted_bucket(j - i, shift, buckets, distance) as i64)
             })
             .collect();
         let index = Tensor::<B, 1, Int>::from_data(TensorData::new(buckets, [seq * seq]), &device);
