@@ -107,7 +107,8 @@ class CocoLm(nn.Module):
         self.gen_head = Head(a.hidden, a.vocab)
         self.main = Stack(a.hidden, a.layers, a.heads, a.ffn, 0.1, a.seq, True)
         self.copy = nn.Linear(a.hidden, 1)
-        self.clm_head = Head(a.hidden, a.vocab)
+        # COCO-LM's CLM head: the tied projection of the hidden state, no transform.
+        self.clm_bias = nn.Parameter(torch.zeros(a.vocab))
 
     def forward(self, ids, masked_ids, masked):
         flat = lambda t: t.reshape(-1, t.shape[-1])
@@ -125,7 +126,7 @@ class CocoLm(nn.Module):
         copy_logit = self.copy(h).squeeze(1)
         bce = F.binary_cross_entropy_with_logits(copy_logit, labels)
         w = (1 - torch.sigmoid(copy_logit[masked])).detach()
-        ce = F.cross_entropy(self.clm_head(h[masked], table), targets, reduction="none")
+        ce = F.cross_entropy(F.linear(h[masked], table, self.clm_bias), targets, reduction="none")
         return mlm + 50 * bce + (ce * w).sum() / masked.numel()
 
 
