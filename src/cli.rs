@@ -21,6 +21,9 @@ pub enum Command {
     Tokenizer(TokenizerCommand),
     /// Tokenize a corpus and pack it into memory-mapped Arrow shards.
     Prepare(PrepareArgs),
+    /// Join the folders of `prepare --part K/N` (all N parts) into one shard set,
+    /// linking the shards instead of copying them.
+    Merge(MergeArgs),
     /// Report on a shard directory, or run SQL over it.
     Stats(StatsArgs),
     /// Export shards to another format.
@@ -202,12 +205,32 @@ pub struct PrepareArgs {
     /// Target shard size (bytes, or with a K/M/G suffix: 512M, 64K).
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     pub shard_size: u64,
-    /// Fail on the first rejected document instead of counting it.
+    /// Fail on the first document rejected as bad input instead of counting it
+    /// (duplicates dropped by --dedup are counted, never fatal).
     #[arg(long)]
     pub strict: bool,
+    /// Drop duplicate documents: `exact` rejects a document whose text (Unicode NFC,
+    /// whitespace runs collapsed) equals an earlier one's, as `duplicate`, naming the
+    /// first; 37–75 bytes of memory per distinct document.
+    #[arg(long, default_value = "none", value_name = "none|exact")]
+    pub dedup: cocolm_shared::manifest::Dedup,
+    /// Prepare only the K-th (0-based) of N parts of the inputs (contiguous runs of
+    /// files balanced by size), for many machines; `cocolm merge` joins the parts.
+    #[arg(long, value_name = "K/N")]
+    pub part: Option<cocolm_pipeline::prepare::part::Part>,
     /// How documents are read.
     #[command(flatten)]
     pub read: ReadArgs,
+}
+
+/// `cocolm merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The merged shard set's folder (new or empty).
+    pub out: PathBuf,
+    /// The part folders, in any order: every K of N once.
+    #[arg(required = true, num_args = 1..)]
+    pub parts: Vec<PathBuf>,
 }
 
 /// `cocolm stats`.

@@ -294,3 +294,89 @@ fn missing_or_unknown_inputs_are_errors_naming_the_path() {
     ]);
     assert!(err.contains("bad.json"), "{err}");
 }
+
+/// `--dedup exact` over the bundled corpus and a copy of it: the copy adds nothing, every
+/// document of it is counted as a duplicate of the same line of the original.
+#[test]
+fn dedup_exact_drops_a_copied_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = small_tokenizer(dir.path());
+    let copy = dir.path().join("copy.jsonl.zst");
+    std::fs::copy(moby(), &copy).unwrap();
+    let alone = dir.path().join("alone");
+    prepare_moby(&tokenizer, &alone, &["--seq-len", "64", "--dedup", "exact"]);
+    let both = dir.path().join("both");
+    let mut args = prepare_args(&moby(), &tokenizer, &both, &["--seq-len", "64"]);
+    args.extend(["--input", copy.to_str().unwrap(), "--dedup", "exact"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let summary = run_ok(&args);
+    assert_eq!(shard_stream(&both), shard_stream(&alone));
+    let manifest = cocolm_shared::Manifest::read_dir(&both).unwrap();
+    let [original, copied] = &manifest.inputs[..] else {
+        panic!("two inputs")
+    };
+    assert!(original.documents_accepted > 100);
+    assert_eq!(copied.documents_rejected, original.documents_accepted);
+    assert_eq!(copied.rejections["duplicate"], original.documents_accepted);
+    let first = &copied.rejection_examples[0];
+    let (line, rest) = first.split_once(": duplicate: same text as ").unwrap();
+    assert_eq!(rest, format!("{} {line}", moby().display()), "{first}");
+    assert!(summary.contains("duplicate"), "{summary}");
+    let err = run_err(&["prepare", "--dedup", "fuzzy"]);
+    assert!(
+        err.contains("fuzzy") && err.contains("none or exact"),
+        "{err}"
+    );
+}
+
+/// `prepare --part K/N` on each part of five inputs, then `merge`: the merged set holds
+/// every document of a single `prepare`, in order, and reads like any other set.
+#[test]
+fn parts_prepared_apart_merge_into_the_single_jobs_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = small_tokenizer(dir.path());
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    let docs: Vec<String> =
+        Documents::new(vec![moby()], ReadOptions::default(), Default::default()).collect();
+    for (k, chunk) in docs.chunks(docs.len().div_ceil(5)).enumerate() {
+        let lines: String = chunk
+            .iter()
+            .map(|text| format!("{}\n", serde_json::json!({ "text": text })))
+            .collect();
+        std::fs::write(inputs.join(format!("{k}.jsonl")), lines).unwrap();
+    }
+    let prepare = |out: &Path, extra: &[&str]| {
+        let mut extra = extra.to_vec();
+        extra.extend(["--seq-len", "64", "--shard-size", "20K"]);
+        let args = prepare_args(&inputs, &tokenizer, out, &extra);
+        run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let single = dir.path().join("single");
+    prepare(&single, &[]);
+    let mut parts = Vec::new();
+    for k in 0..3 {
+        let out = dir.path().join(format!("part{k}"));
+        let summary = prepare(&out, &["--part", &format!("{k}/3")]);
+        assert!(summary.contains(&format!("part {k}/3: ")), "{summary}");
+        parts.push(out.to_str().unwrap().to_string());
+    }
+    let merged = dir.path().join("merged");
+    let mut args = vec!["merge", merged.to_str().unwrap()];
+    args.extend(parts.iter().map(String::as_str));
+    let summary = run_ok(&args);
+    assert!(summary.contains("3 parts merged"), "{summary}");
+    let (a, b) = (
+        cocolm_shared::Manifest::read_dir(&single).unwrap(),
+        cocolm_shared::Manifest::read_dir(&merged).unwrap(),
+    );
+    assert_eq!(a.inputs, b.inputs);
+    assert_eq!(a.totals.documents_accepted, docs.len() as u64);
+    assert_eq!(b.totals.documents_accepted, docs.len() as u64);
+    // Each part ends in its own last example: the merged set has at most 2 more.
+    assert!((a.totals.examples..=a.totals.examples + 2).contains(&b.totals.examples));
+    let stats = run_ok(&["stats", merged.to_str().unwrap(), "--json"]);
+    assert!(stats.contains("\"examples\""), "{stats}");
+    let err = run_err(&["prepare", "--part", "3/3"]);
+    assert!(err.contains("0 <= K < N"), "{err}");
+}

@@ -5,7 +5,8 @@
 //! - [`tokenizer`]: training (HF `tokenizers`), loading and fast encoding;
 //! - [`pack`]: documents into fixed-length `[CLS] … [SEP]` examples;
 //! - [`shard`]: the Arrow IPC shard format, its writer and memory-mapped reader;
-//! - [`prepare`]: the resumable, parallel `cocolm prepare` job;
+//! - [`prepare`]: the resumable, parallel `cocolm prepare` job, whole or in parts
+//!   ([`merge`] joins them);
 //! - [`loader`], [`corrupt`], [`queue`]: deterministic order, COCO-LM masking, and the
 //!   worker pool that hands [`cocolm_shared::Batch`]es to the trainer;
 //! - [`stats`], [`export`]: SQL over shards (DataFusion) and Parquet interchange.
@@ -16,6 +17,7 @@ pub mod corrupt;
 pub mod error;
 pub mod export;
 pub mod loader;
+pub mod merge;
 pub mod pack;
 pub mod prepare;
 pub mod queue;

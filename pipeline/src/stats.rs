@@ -102,6 +102,10 @@ fn examples_batches(set: &ShardSet) -> Result<Vec<RecordBatch>> {
             .map(|w| Some((w[1] - w[0]) as u32))
             .collect();
         let example: UInt64Array = (first..first + rows).map(Some).collect();
+        // Through the set: a merged set offsets each shard's document column.
+        let document: UInt64Array = (first..first + rows)
+            .map(|i| Some(set.document(i)))
+            .collect();
         first += rows;
         out.push(
             RecordBatch::try_new(
@@ -110,7 +114,7 @@ fn examples_batches(set: &ShardSet) -> Result<Vec<RecordBatch>> {
                     Arc::new(example),
                     batch.column(0).clone(),
                     Arc::new(lengths),
-                    batch.column(1).clone(),
+                    Arc::new(document),
                 ],
             )
             .map_err(Error::sql_table("examples"))?,

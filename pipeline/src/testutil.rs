@@ -4,6 +4,7 @@ use crate::prepare::{Encode, TokenizerArtifact};
 use crate::tokenizer::{Engine, TokenizerError};
 use crate::{Error, Result};
 use cocolm_shared::{SpecialTokens, TokenizerRecord};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -189,4 +190,73 @@ pub fn repo_schema(name: &str) -> serde_json::Value {
         .join("../schemas")
         .join(name);
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// A small corpus with good and bad documents in every format but Parquet.
+pub fn corpus(dir: &Path) -> PathBuf {
+    let input = dir.join("in");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    for i in 0..40 {
+        let text: String = (0..(i * 7 % 53 + 1))
+            .map(|k| char::from(b'a' + ((i + k) % 26) as u8))
+            .collect();
+        std::fs::write(input.join(format!("doc{i:02}.txt")), text).unwrap();
+    }
+    std::fs::write(input.join("empty.txt"), "").unwrap();
+    std::fs::write(input.join("binary.txt"), b"\x89PNG\0\0\x01").unwrap();
+    let mut jsonl = String::new();
+    for i in 0..30 {
+        jsonl.push_str(&format!(
+            "{{\"text\": \"line {i} of the json file with words\"}}\n"
+        ));
+        if i % 10 == 3 {
+            jsonl.push_str("{broken\n");
+        }
+    }
+    std::fs::write(input.join("sub/a.jsonl"), &jsonl).unwrap();
+    let compressed = zstd::encode_all(jsonl.as_bytes(), 3).unwrap();
+    std::fs::write(input.join("sub/b.jsonl.zst"), &compressed).unwrap();
+    std::fs::write(
+        input.join("sub/c.jsonl.zst"),
+        &compressed[..compressed.len() / 2],
+    )
+    .unwrap();
+    input
+}
+
+/// 1,200 documents over three JSON-lines files (several work chunks), drawn from 400
+/// texts, each written with random whitespace and, for accented texts, either Unicode
+/// normal form.
+pub fn with_duplicates(dir: &Path) -> PathBuf {
+    use rand::{Rng, SeedableRng};
+    let input = dir.join("dup");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for file in 0..3 {
+        let mut lines = String::new();
+        for _ in 0..400 {
+            let k = rng.random_range(0..400u32);
+            let mut text = String::new();
+            for w in 0..(k % 9 + 1) {
+                let gap = [" ", "  ", "\t", " \u{2003} "][rng.random_range(0..4)];
+                text.push_str(if w == 0 { "" } else { gap });
+                text.push_str(&format!("word{}", (k * 7 + w) % 101));
+            }
+            if k % 5 == 0 {
+                let e = if rng.random_bool(0.5) {
+                    "\u{e9}"
+                } else {
+                    "e\u{301}"
+                };
+                text.push_str(&format!(" caf{e}"));
+            }
+            if rng.random_bool(0.2) {
+                text = format!("  {text} ");
+            }
+            lines.push_str(&serde_json::json!({ "text": text }).to_string());
+            lines.push('\n');
+        }
+        std::fs::write(input.join(format!("part{file}.jsonl")), lines).unwrap();
+    }
+    input
 }

@@ -29,6 +29,6 @@ pub use cursor::LoaderCursor;
 pub use error::{Error, Result};
 pub use lock::DirLock;
 pub use manifest::{
-    InputFileRecord, Manifest, ManifestState, ShardRecord, SpecialTokens, TokenizerRecord,
+    Dedup, InputFileRecord, Manifest, ManifestState, ShardRecord, SpecialTokens, TokenizerRecord,
 };
 pub use stop::Stop;

@@ -51,6 +51,24 @@ pub struct Manifest {
     pub inputs: Vec<InputFileRecord>,
     /// Totals over the shards and inputs.
     pub totals: Totals,
+    /// Which part of a larger input list this set is (`prepare --part K/N`); `None` for
+    /// a whole set (also one made by `merge`).
+    pub part: Option<PartRecord>,
+}
+
+/// The part of the inputs a shard set was prepared from (`prepare --part K/N`), and the
+/// whole input list it was cut from, so `merge` can tell parts of one job apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartRecord {
+    /// K: 0-based index of this part.
+    pub index: u64,
+    /// N: the number of parts.
+    pub count: u64,
+    /// Input files of all parts together.
+    pub all_inputs: u64,
+    /// SHA-256 of the whole input list (each path and size, in input order).
+    pub all_inputs_sha256: String,
 }
 
 /// How far the `prepare` that wrote a manifest got.
@@ -141,6 +159,40 @@ pub struct PrepareOptionsRecord {
     pub rows_per_shard: u64,
     /// Examples per Arrow record batch inside a shard.
     pub rows_per_batch: u64,
+    /// Which duplicate documents were dropped (absent in the JSON: none).
+    #[serde(default, skip_serializing_if = "Dedup::is_none")]
+    pub dedup: Dedup,
+}
+
+/// Which duplicate documents `prepare` drops (`--dedup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dedup {
+    /// Keep every document.
+    #[default]
+    None,
+    /// Drop a document whose text, in Unicode NFC with runs of whitespace collapsed to one
+    /// space, equals an earlier document's (rejected as `duplicate`).
+    Exact,
+}
+
+impl Dedup {
+    /// Whether nothing is dropped.
+    pub fn is_none(&self) -> bool {
+        *self == Dedup::None
+    }
+}
+
+impl std::str::FromStr for Dedup {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(Dedup::None),
+            "exact" => Ok(Dedup::Exact),
+            other => Err(format!("unknown dedup mode {other:?} (none or exact)")),
+        }
+    }
 }
 
 /// One shard file.
@@ -161,6 +213,10 @@ pub struct ShardRecord {
     pub batch_offsets: Vec<u64>,
     /// Rows of every record batch.
     pub batch_rows: Vec<u64>,
+    /// Added to the shard's `document` column to give the ordinal in this set: the
+    /// documents of the parts before it, for a shard set made by `merge` (absent: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub document_offset: u64,
 }
 
 /// Accounting of one input file.
@@ -215,6 +271,14 @@ pub struct ResumePoint {
     pub token_offset: u64,
     /// Global ordinal of that document over all inputs.
     pub global_document: u64,
+    /// With `--dedup exact`: records of the side file of first-seen documents that are
+    /// valid at this point (those of documents before this one); later ones are debris.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dedup_entries: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ResumePoint {
@@ -224,6 +288,7 @@ impl ResumePoint {
         document: 0,
         token_offset: 0,
         global_document: 0,
+        dedup_entries: 0,
     };
 }
 
@@ -243,6 +308,8 @@ struct ManifestJson {
     totals: Totals,
     #[serde(default)]
     resume: Option<ResumePoint>,
+    #[serde(default)]
+    part: Option<PartRecord>,
 }
 
 /// A field of a manifest that breaks a rule, before a path is known.
@@ -305,6 +372,7 @@ impl ManifestJson {
             shards: self.shards,
             inputs: self.inputs,
             totals: self.totals,
+            part: self.part,
         };
         manifest.check()?;
         Ok(manifest)
@@ -313,10 +381,11 @@ impl ManifestJson {
 
 impl Serialize for Manifest {
     /// The layout of `schemas/manifest.schema.json`, fields in its order; `resume` only
-    /// when partial.
+    /// when partial, `part` only for a part.
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let resume = self.state.resume_point();
-        let mut m = serializer.serialize_struct("Manifest", 10 + usize::from(resume.is_some()))?;
+        let fields = 10 + usize::from(resume.is_some()) + usize::from(self.part.is_some());
+        let mut m = serializer.serialize_struct("Manifest", fields)?;
         m.serialize_field("format", &self.format)?;
         m.serialize_field("format_version", &self.format_version)?;
         m.serialize_field("created_by", &self.created_by)?;
@@ -330,6 +399,10 @@ impl Serialize for Manifest {
         match &resume {
             Some(resume) => m.serialize_field("resume", resume)?,
             None => m.skip_field("resume")?,
+        }
+        match &self.part {
+            Some(part) => m.serialize_field("part", part)?,
+            None => m.skip_field("part")?,
         }
         m.end()
     }
@@ -403,6 +476,17 @@ impl Manifest {
                     format!("{value} is below the minimum {minimum}"),
                 ));
             }
+        }
+        if let Some(part) = &self.part
+            && part.index >= part.count
+        {
+            return Err(InvalidField::new(
+                "part.index",
+                format!(
+                    "{} is not below the number of parts {}",
+                    part.index, part.count
+                ),
+            ));
         }
         if let ManifestState::Partial(resume) = &self.state
             && resume.input >= self.inputs.len() as u64
@@ -595,7 +679,8 @@ mod tests {
                 input: 1,
                 document: 0,
                 token_offset: 7,
-                global_document: 12
+                global_document: 12,
+                dedup_entries: 0,
             })
         );
         let complete = json(|v| {

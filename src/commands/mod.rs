@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Tokenizer(TokenizerCommand::Train(args)) => tokenizer::train(&args),
         Command::Prepare(args) => prepare::run(&args).map(|_| ()),
+        Command::Merge(args) => prepare::merge(&args),
         Command::Stats(args) => data::stats(&args),
         Command::Export(args) => data::export(&args),
         Command::Train(args) => train::run(&args).map(|_| ()),

@@ -1,6 +1,6 @@
 //! `cocolm prepare`: the corpus → shards job with a progress bar and a summary.
 
-use crate::cli::PrepareArgs;
+use crate::cli::{MergeArgs, PrepareArgs};
 use crate::progress::{bar, bytes};
 use anyhow::{Context, Result};
 use cocolm_pipeline::prepare::{PrepareOptions, PrepareReport, TokenizerArtifact, prepare};
@@ -18,6 +18,8 @@ pub fn options(args: &PrepareArgs) -> PrepareOptions {
     }
     options.shard_bytes = args.shard_size;
     options.strict = args.strict;
+    options.dedup = args.dedup;
+    options.part = args.part;
     options.stop = crate::signals::stop();
     options
 }
@@ -96,6 +98,15 @@ fn print_summary(args: &PrepareArgs, report: &PrepareReport) {
     } else if report.resumed {
         println!("resumed an interrupted job in {}", args.out.display());
     }
+    if let Some(part) = &m.part {
+        println!(
+            "part {}/{}: {} of the {} input files; join the parts with `cocolm merge`",
+            part.index,
+            part.count,
+            m.inputs.len(),
+            part.all_inputs
+        );
+    }
     let t = &m.totals;
     println!(
         "{}: {} shards, {} examples of {} tokens, {} tokens",
@@ -144,4 +155,39 @@ fn print_summary(args: &PrepareArgs, report: &PrepareReport) {
         let (_, peak, _) = crate::memory::resident();
         println!("peak memory (RSS) {}", bytes(peak as f64));
     }
+}
+
+/// `cocolm merge`.
+pub fn merge(args: &MergeArgs) -> Result<()> {
+    let report = cocolm_pipeline::merge::merge(&args.out, &args.parts)?;
+    let m = &report.manifest;
+    let t = &m.totals;
+    println!(
+        "{}: {} parts merged, {} shards ({} linked, {} copied across file systems), {} examples of {} tokens, {} tokens",
+        args.out.display(),
+        args.parts.len(),
+        m.shards.len(),
+        report.linked,
+        report.copied,
+        t.examples,
+        m.seq_len,
+        t.tokens
+    );
+    println!(
+        "documents: {} read, {} accepted, {} rejected, over {} inputs",
+        t.documents_read,
+        t.documents_accepted,
+        t.documents_rejected,
+        m.inputs.len()
+    );
+    if report.cross_part_duplicates > 0 {
+        println!(
+            "note: {} accepted documents repeat the text of a document in an earlier part (each part drops only its own duplicates; these stay in the shards):",
+            report.cross_part_duplicates
+        );
+        for example in &report.duplicate_examples {
+            println!("  {example}");
+        }
+    }
+    Ok(())
 }

@@ -44,6 +44,8 @@ pub enum Reject {
     CorruptCompression,
     /// A file that cannot be read as its format (e.g. not Parquet, no such column).
     UnreadableFile,
+    /// The same normalised text as an earlier document (`prepare --dedup exact`).
+    Duplicate,
 }
 
 impl Reject {
@@ -59,6 +61,7 @@ impl Reject {
             Reject::TooLarge => "document too large",
             Reject::CorruptCompression => "truncated or corrupt compressed data",
             Reject::UnreadableFile => "unreadable file",
+            Reject::Duplicate => "duplicate",
         }
     }
 }

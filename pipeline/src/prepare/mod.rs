@@ -13,7 +13,9 @@
 //! identical to an uninterrupted run. See [`output`] for what is accepted in `--out`.
 
 pub mod accounting;
+pub mod dedup;
 pub mod output;
+pub mod part;
 
 use crate::corpus::{self, Content, ReadOptions, ReadStats, Reject};
 use crate::pack::Packer;
@@ -22,10 +24,12 @@ use crate::worker::{catch_panic, panic_message, report_panic};
 use crate::{Error, Result};
 use accounting::Accounting;
 use cocolm_shared::manifest::{
-    FORMAT_NAME, FORMAT_VERSION, PrepareOptionsRecord, ResumePoint, Totals,
+    Dedup, FORMAT_NAME, FORMAT_VERSION, PrepareOptionsRecord, ResumePoint, Totals,
 };
 use cocolm_shared::{DirLock, Manifest, ManifestState, Stop, TokenizerRecord};
 use crossbeam_channel::{Receiver, Sender, bounded};
+use dedup::{Origin, Seen};
+use part::Part;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,8 +73,13 @@ pub struct PrepareOptions {
     pub shard_bytes: u64,
     /// Examples per Arrow record batch.
     pub rows_per_batch: u64,
-    /// Fail on the first rejected document.
+    /// Fail on the first document rejected as bad input (duplicates dropped by
+    /// `dedup` are counted, not fatal).
     pub strict: bool,
+    /// Which duplicate documents are dropped ([`dedup`]).
+    pub dedup: Dedup,
+    /// Prepare only this part of the inputs ([`part`]); `None`: all of them.
+    pub part: Option<Part>,
     /// Stop early when requested: the job then ends with [`Error::Interrupted`], having
     /// committed only complete shards (the same job resumes from them).
     pub stop: Stop,
@@ -88,6 +97,8 @@ impl PrepareOptions {
             shard_bytes: 256 << 20,
             rows_per_batch: 1024,
             strict: false,
+            dedup: Dedup::None,
+            part: None,
             stop: Stop::new(),
         }
     }
@@ -101,6 +112,7 @@ impl PrepareOptions {
             max_doc_bytes: self.read.max_doc_bytes,
             rows_per_shard,
             rows_per_batch: self.rows_per_batch.clamp(1, rows_per_shard),
+            dedup: self.dedup,
         }
     }
 }
@@ -187,8 +199,15 @@ struct Processed {
 }
 
 enum Outcome {
-    Tokens(Vec<u32>),
-    Rejected { reason: Reject, detail: String },
+    /// The document's ids, and its [`dedup::fingerprint`] under `--dedup exact`.
+    Tokens {
+        ids: Vec<u32>,
+        fingerprint: Option<u128>,
+    },
+    Rejected {
+        reason: Reject,
+        detail: String,
+    },
 }
 
 /// Run (or resume, or confirm) the preparation of `options.out`.
@@ -213,6 +232,18 @@ pub fn prepare(
     }
     let (files, skipped_files) = corpus::discover(&options.inputs)?;
     let inputs = accounting::input_records(&files)?;
+    let (files, inputs, part) = match options.part {
+        None => (files, inputs, None),
+        Some(part) => {
+            let range = part.select(&inputs);
+            let record = part.record(&inputs);
+            (
+                files[range.clone()].to_vec(),
+                inputs[range].to_vec(),
+                Some(record),
+            )
+        }
+    };
     let record = options.record();
     let _lock = DirLock::acquire(&options.out)?;
     let plan = output::plan(
@@ -221,8 +252,9 @@ pub fn prepare(
         &tokenizer.record,
         &record,
         &inputs,
+        part.as_ref(),
     )?;
-    let (mut manifest, resume, resumed) = match plan {
+    let (mut manifest, resume, resumed, seen) = match plan {
         output::Plan::Complete(manifest) => {
             return Ok(PrepareReport {
                 manifest,
@@ -233,8 +265,19 @@ pub fn prepare(
                 timings: Timings::default(),
             });
         }
-        output::Plan::Resume { manifest, resume } => (manifest, resume, true),
+        output::Plan::Resume { manifest, resume } => {
+            let seen = match options.dedup {
+                Dedup::None => None,
+                Dedup::Exact => Some(Seen::resume(&options.out, resume.dedup_entries)?),
+            };
+            (manifest, resume, true, seen)
+        }
         output::Plan::Fresh => {
+            // Before the first manifest: a manifest never refers to a missing side file.
+            let seen = match options.dedup {
+                Dedup::None => None,
+                Dedup::Exact => Some(Seen::create(&options.out)?),
+            };
             let manifest = Manifest {
                 format: FORMAT_NAME.into(),
                 format_version: FORMAT_VERSION,
@@ -246,10 +289,11 @@ pub fn prepare(
                 shards: Vec::new(),
                 inputs,
                 totals: Totals::default(),
+                part,
             };
             output::write_tokenizer(&options.out, &tokenizer.json)?;
             manifest.write_dir(&options.out)?;
-            (manifest, ResumePoint::START, false)
+            (manifest, ResumePoint::START, false, seen)
         }
     };
     let stats = Arc::new(ReadStats::default());
@@ -270,7 +314,7 @@ pub fn prepare(
         parse_ns: Arc::new(AtomicU64::new(0)),
         bytes_total,
     };
-    job.run(&mut manifest, resume, progress)?;
+    job.run(&mut manifest, resume, seen, progress)?;
     let mut timings = job.timings;
     timings.wall_ns = started.elapsed().as_nanos() as u64;
     timings.read_ns = stats.read_ns.load(Ordering::Relaxed);
@@ -306,6 +350,7 @@ impl Job<'_> {
         &mut self,
         manifest: &mut Manifest,
         resume: ResumePoint,
+        seen: Option<Seen>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<()> {
         let threads = self.options.threads.max(1);
@@ -326,14 +371,20 @@ impl Job<'_> {
                     .name(format!("cocolm-encode-{w}"))
                     .spawn_scoped(scope, move || {
                         report_panic(&done_tx, || {
-                            tokenize_chunks(work_rx, &done_tx, &*this.encoder, &this.encode_ns)
+                            tokenize_chunks(
+                                work_rx,
+                                &done_tx,
+                                &*this.encoder,
+                                this.options.dedup,
+                                &this.encode_ns,
+                            )
                         })
                     })
                     .expect("spawning a tokenizer thread");
             }
             drop(work_rx);
             drop(done_tx);
-            let packed = this.pack(manifest, resume, done_rx, progress);
+            let packed = this.pack(manifest, resume, seen, done_rx, progress);
             // The reader catches its own panics; this covers one that escaped anyway.
             let read = reader.join().unwrap_or_else(|payload| {
                 Err(Error::WorkerPanicked {
@@ -401,11 +452,13 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// The calling thread: results back in order, accounting, packing, shards, manifest.
+    /// The calling thread: results back in order, duplicates, accounting, packing,
+    /// shards, manifest.
     fn pack(
         &self,
         manifest: &mut Manifest,
         resume: ResumePoint,
+        mut seen: Option<Seen>,
         done: Receiver<Result<Chunk<Processed>>>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Timings> {
@@ -449,9 +502,7 @@ impl Job<'_> {
                     let path = &self.files[item.input];
                     match item.outcome {
                         Outcome::Rejected { reason, detail } => {
-                            let where_ =
-                                item.location.map(|l| format!("{l}: ")).unwrap_or_default();
-                            let detail = format!("{where_}{reason}: {detail}");
+                            let detail = rejection_detail(item.location, reason, &detail);
                             if self.options.strict {
                                 return Err(Error::Strict {
                                     path: path.clone(),
@@ -460,7 +511,25 @@ impl Job<'_> {
                             }
                             accounting.reject(item.input, reason, detail);
                         }
-                        Outcome::Tokens(ids) => {
+                        Outcome::Tokens { ids, fingerprint } => {
+                            let distinct = match (&seen, fingerprint) {
+                                (Some(seen), Some(fingerprint)) => {
+                                    match seen.first_seen(fingerprint) {
+                                        Some(origin) => {
+                                            let detail =
+                                                self.duplicate_detail(item.location, origin);
+                                            accounting.reject(
+                                                item.input,
+                                                Reject::Duplicate,
+                                                detail,
+                                            );
+                                            continue;
+                                        }
+                                        None => Some(fingerprint),
+                                    }
+                                }
+                                _ => None,
+                            };
                             let skip = if item.global == resume.global_document {
                                 resume.token_offset
                             } else {
@@ -481,6 +550,11 @@ impl Job<'_> {
                                         document: item.ordinal,
                                         token_offset: example.consumed,
                                         global_document: item.global,
+                                        // This document is recorded after it is packed.
+                                        dedup_entries: match &mut seen {
+                                            Some(seen) => seen.sync()?,
+                                            None => 0,
+                                        },
                                     });
                                     accounting.write_into(manifest);
                                     manifest.write_dir(&self.options.out)?;
@@ -492,6 +566,9 @@ impl Job<'_> {
                             timings.pack_ns +=
                                 (pack_start.elapsed().as_nanos() as u64).saturating_sub(write_ns);
                             accounting.accept(item.input, ids.len() as u64);
+                            if let (Some(seen), Some(fingerprint)) = (&mut seen, distinct) {
+                                seen.insert(fingerprint, Origin::new(item.input, item.location))?;
+                            }
                         }
                     }
                 }
@@ -518,6 +595,9 @@ impl Job<'_> {
         if let Some(shard) = writer.finish()? {
             manifest.shards.push(shard);
         }
+        if let Some(seen) = &mut seen {
+            seen.sync()?;
+        }
         manifest.state = ManifestState::Complete;
         accounting.write_into(manifest);
         manifest.write_dir(&self.options.out)?;
@@ -533,11 +613,32 @@ impl Job<'_> {
     }
 }
 
-/// A tokenizer worker: chunks of documents in, chunks of ids (or rejections) out.
+impl Job<'_> {
+    /// `line 9: duplicate: same text as PATH line 2`: a duplicate and where its text was
+    /// first seen.
+    fn duplicate_detail(&self, location: Option<corpus::Location>, origin: Origin) -> String {
+        let path = self.files[origin.input as usize].display();
+        let first = match origin.location() {
+            Some(location) => format!("same text as {path} {location}"),
+            None => format!("same text as {path}"),
+        };
+        rejection_detail(location, Reject::Duplicate, &first)
+    }
+}
+
+/// `LOCATION: REASON: DETAIL`, the form of a manifest's rejection examples.
+fn rejection_detail(location: Option<corpus::Location>, reason: Reject, detail: &str) -> String {
+    let where_ = location.map(|l| format!("{l}: ")).unwrap_or_default();
+    format!("{where_}{reason}: {detail}")
+}
+
+/// A tokenizer worker: chunks of documents in, chunks of ids (or rejections) out, with
+/// fingerprints for `--dedup exact`.
 fn tokenize_chunks(
     work: Receiver<Chunk<Item>>,
     done: &Sender<Result<Chunk<Processed>>>,
     encoder: &dyn Encode,
+    dedup: Dedup,
     encode_ns: &AtomicU64,
 ) {
     for (seq, items, last) in work {
@@ -556,7 +657,11 @@ fn tokenize_chunks(
                                 detail: "no tokens".into(),
                             }
                         } else {
-                            Outcome::Tokens(ids)
+                            let fingerprint = match dedup {
+                                Dedup::None => None,
+                                Dedup::Exact => Some(dedup::fingerprint(&text)),
+                            };
+                            Outcome::Tokens { ids, fingerprint }
                         }
                     }
                 };

@@ -9,9 +9,12 @@
 //! - anything else (other files, a manifest made differently): an error; cocolm never
 //!   deletes what it did not write.
 
+use super::dedup::DEDUP_FILE;
 use crate::{Error, Result};
 use cocolm_shared::lock::LOCK_FILE;
-use cocolm_shared::manifest::{MANIFEST_FILE, PrepareOptionsRecord, ResumePoint, write_atomic};
+use cocolm_shared::manifest::{
+    MANIFEST_FILE, PartRecord, PrepareOptionsRecord, ResumePoint, write_atomic,
+};
 use cocolm_shared::{InputFileRecord, Manifest, ManifestState, TokenizerRecord};
 use std::path::Path;
 
@@ -41,24 +44,11 @@ pub fn plan(
     tokenizer: &TokenizerRecord,
     options: &PrepareOptionsRecord,
     inputs: &[InputFileRecord],
+    part: Option<&PartRecord>,
 ) -> Result<Plan> {
-    if !out.exists() {
-        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let Some(names) = fresh_or_listed(out)? else {
         return Ok(Plan::Fresh);
-    }
-    let names = list(out)?;
-    if !names.iter().any(|n| n == MANIFEST_FILE) {
-        if let Some(foreign) = names.iter().find(|n| !is_ours(n)) {
-            return Err(Error::Output {
-                path: out.to_path_buf(),
-                message: format!(
-                    "not empty ({foreign:?}) and holds no {MANIFEST_FILE}; choose an empty or new --out"
-                ),
-            });
-        }
-        remove(out, &names)?;
-        return Ok(Plan::Fresh);
-    }
+    };
     let manifest = Manifest::read_dir(out)?;
     let mismatch = if manifest.seq_len != seq_len {
         Some(format!(
@@ -74,6 +64,14 @@ pub fn plan(
         Some(format!("different options {:?}", manifest.options))
     } else if !same_inputs(&manifest.inputs, inputs) {
         Some("different input files (or their sizes changed)".into())
+    } else if manifest.part.as_ref() != part {
+        Some(match &manifest.part {
+            Some(p) => format!(
+                "--part {}/{} of the input list with sha256 {}",
+                p.index, p.count, p.all_inputs_sha256
+            ),
+            None => "no --part".into(),
+        })
     } else {
         None
     };
@@ -92,10 +90,50 @@ pub fn plan(
     let listed: Vec<&str> = manifest.shards.iter().map(|s| s.file.as_str()).collect();
     let stale: Vec<String> = names
         .into_iter()
-        .filter(|n| is_ours(n) && n != TOKENIZER_FILE && !listed.contains(&n.as_str()))
+        .filter(|n| {
+            is_ours(n) && n != TOKENIZER_FILE && n != DEDUP_FILE && !listed.contains(&n.as_str())
+        })
         .collect();
     remove(out, &stale)?;
     Ok(Plan::Resume { manifest, resume })
+}
+
+/// Make `out` ready for a new shard set (`merge`): create it, or clear what a job killed
+/// before its first manifest left there; refuse a folder holding a manifest or files
+/// cocolm did not write.
+pub fn fresh(out: &Path) -> Result<()> {
+    match fresh_or_listed(out)? {
+        None => Ok(()),
+        Some(_) => Err(Error::Output {
+            path: out.to_path_buf(),
+            message: format!(
+                "already holds a shard set ({MANIFEST_FILE}); choose an empty or new folder"
+            ),
+        }),
+    }
+}
+
+/// `None` when `out` is ready for a fresh job (created, or cleared of leftovers); its
+/// entries when it holds a manifest; an error when it holds files that are not ours.
+fn fresh_or_listed(out: &Path) -> Result<Option<Vec<String>>> {
+    if !out.exists() {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        return Ok(None);
+    }
+    let names = list(out)?;
+    if names.iter().any(|n| n == MANIFEST_FILE) {
+        return Ok(Some(names));
+    }
+    if let Some(foreign) = names.iter().find(|n| !is_ours(n)) {
+        return Err(Error::Output {
+            path: out.to_path_buf(),
+            message: format!(
+                "not empty ({foreign:?}) and holds no {MANIFEST_FILE}; choose an empty or new folder"
+            ),
+        });
+    }
+    remove(out, &names)?;
+    Ok(None)
 }
 
 /// Write the tokenizer copy atomically.
@@ -112,11 +150,11 @@ fn same_inputs(a: &[InputFileRecord], b: &[InputFileRecord]) -> bool {
             .all(|(x, y)| x.path == y.path && x.bytes == y.bytes)
 }
 
-/// Files `prepare` writes: shards, temporaries, the tokenizer copy.
+/// Files `prepare` writes: shards, temporaries, the tokenizer copy, the dedup side file.
 fn is_ours(name: &str) -> bool {
     let shard =
         name.starts_with("shard-") && (name.ends_with(".arrow") || name.ends_with(".arrow.tmp"));
-    shard || name == TOKENIZER_FILE || name.ends_with(".json.tmp")
+    shard || name == TOKENIZER_FILE || name == DEDUP_FILE || name.ends_with(".json.tmp")
 }
 
 /// The folder's entries, less the job's own lock file.

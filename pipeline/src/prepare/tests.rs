@@ -2,40 +2,8 @@
 
 use super::*;
 use crate::shard::reader::{ShardSet, Verify};
-use crate::testutil::{artifact, toy};
+use crate::testutil::{artifact, corpus, toy, with_duplicates};
 use std::path::Path;
-
-/// A small corpus with good and bad documents in every format but Parquet.
-fn corpus(dir: &Path) -> PathBuf {
-    let input = dir.join("in");
-    std::fs::create_dir_all(input.join("sub")).unwrap();
-    for i in 0..40 {
-        let text: String = (0..(i * 7 % 53 + 1))
-            .map(|k| char::from(b'a' + ((i + k) % 26) as u8))
-            .collect();
-        std::fs::write(input.join(format!("doc{i:02}.txt")), text).unwrap();
-    }
-    std::fs::write(input.join("empty.txt"), "").unwrap();
-    std::fs::write(input.join("binary.txt"), b"\x89PNG\0\0\x01").unwrap();
-    let mut jsonl = String::new();
-    for i in 0..30 {
-        jsonl.push_str(&format!(
-            "{{\"text\": \"line {i} of the json file with words\"}}\n"
-        ));
-        if i % 10 == 3 {
-            jsonl.push_str("{broken\n");
-        }
-    }
-    std::fs::write(input.join("sub/a.jsonl"), &jsonl).unwrap();
-    let compressed = zstd::encode_all(jsonl.as_bytes(), 3).unwrap();
-    std::fs::write(input.join("sub/b.jsonl.zst"), &compressed).unwrap();
-    std::fs::write(
-        input.join("sub/c.jsonl.zst"),
-        &compressed[..compressed.len() / 2],
-    )
-    .unwrap();
-    input
-}
 
 fn options(input: &Path, out: &Path, threads: usize) -> PrepareOptions {
     PrepareOptions {
@@ -387,4 +355,127 @@ fn last_example_completing_a_shard_is_kept() {
             .len(),
         examples
     );
+}
+
+fn dedup_options(input: &Path, out: &Path, threads: usize) -> PrepareOptions {
+    PrepareOptions {
+        dedup: Dedup::Exact,
+        ..options(input, out, threads)
+    }
+}
+
+#[test]
+fn dedup_exact_keeps_the_first_of_each_text_and_names_it() {
+    use unicode_normalization::UnicodeNormalization;
+    let dir = tempfile::tempdir().unwrap();
+    let input = with_duplicates(dir.path());
+    let out = dir.path().join("out");
+    let report = run(&dedup_options(&input, &out, 3), toy(None)).unwrap();
+    let m = &report.manifest;
+
+    // Expected, by string comparison of the normalised texts (not by fingerprint).
+    let (files, _) = corpus::discover(std::slice::from_ref(&input)).unwrap();
+    let encoder = toy(None);
+    let mut first: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let (mut stream, mut duplicates) = (Vec::new(), 0u64);
+    for (f, path) in files.iter().enumerate() {
+        let mut reader = corpus::open(path, &ReadOptions::default(), Arc::default()).unwrap();
+        while let Some(record) = reader.next_record().unwrap() {
+            let (Content::Text(text), Some(corpus::Location::Line(line))) =
+                (record.content, record.location)
+            else {
+                panic!("every line is a document")
+            };
+            let nfc: String = text.nfc().collect();
+            let key = nfc.split_whitespace().collect::<Vec<_>>().join(" ");
+            if first.contains_key(&key) {
+                duplicates += 1;
+                continue;
+            }
+            first.insert(key, (f, line));
+            if !stream.is_empty() {
+                stream.push(2);
+            }
+            encoder.encode_into(&text, &mut stream).unwrap();
+        }
+    }
+    assert!(
+        duplicates > 600 && first.len() > 300,
+        "{duplicates} of 1200"
+    );
+    assert_eq!(m.totals.documents_read, 1200);
+    assert_eq!(m.totals.documents_accepted, first.len() as u64);
+    assert_eq!(m.totals.documents_rejected, duplicates);
+    let counted: u64 = m.inputs.iter().map(|i| i.rejections["duplicate"]).sum();
+    assert_eq!(counted, duplicates);
+    let set = ShardSet::open(&out, Verify::Full).unwrap();
+    let spans: Vec<u32> = (0..set.len())
+        .flat_map(|i| {
+            let ex = set.example(i);
+            ex[1..ex.len() - 1].to_vec()
+        })
+        .collect();
+    assert_eq!(spans, stream);
+    // `line L: duplicate: same text as PATH line L0`, L0 the first occurrence.
+    let example = &m.inputs[2].rejection_examples[0];
+    let (_, rest) = example.split_once(": duplicate: same text as ").unwrap();
+    let (path, line) = rest.rsplit_once(" line ").unwrap();
+    let f = files
+        .iter()
+        .position(|p| p.display().to_string() == path)
+        .unwrap();
+    assert!(
+        first.values().any(|&v| v == (f, line.parse().unwrap())),
+        "{example}"
+    );
+    // The side file lists each distinct document once.
+    let side = std::fs::metadata(out.join(dedup::DEDUP_FILE))
+        .unwrap()
+        .len();
+    assert_eq!(side, 16 + 28 * first.len() as u64);
+}
+
+#[test]
+fn dedup_is_the_same_for_any_thread_count_and_across_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = with_duplicates(dir.path());
+    let reference = dir.path().join("reference");
+    run(&dedup_options(&input, &reference, 1), toy(None)).unwrap();
+    let expected = snapshot(&reference);
+    assert!(
+        Manifest::read_dir(&reference).unwrap().shards.len() >= 3,
+        "the crashes below fall between shards"
+    );
+    let four = dir.path().join("four");
+    run(&dedup_options(&input, &four, 4), toy(None)).unwrap();
+    assert_eq!(snapshot(&four), expected);
+    for crash_after in [0, 300, 520, 800, 1100] {
+        let out = dir.path().join(format!("crash{crash_after}"));
+        let err = run(&dedup_options(&input, &out, 2), toy(Some(crash_after))).unwrap_err();
+        assert!(err.to_string().contains("simulated crash"), "{err}");
+        // Records appended after the manifest's last update (a kill -9 between them).
+        let mut side = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out.join(dedup::DEDUP_FILE))
+            .unwrap();
+        std::io::Write::write_all(&mut side, &[0xab; 28 * 3]).unwrap();
+        let report = run(&dedup_options(&input, &out, 3), toy(None)).unwrap();
+        assert!(report.resumed);
+        assert_eq!(snapshot(&out), expected, "crash after {crash_after}");
+    }
+    // Another mode over the same folder is refused.
+    let err = run(&options(&input, &reference, 2), toy(None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("different options"), "{err}");
+}
+
+#[test]
+fn strict_does_not_fail_on_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = with_duplicates(dir.path());
+    let mut opts = dedup_options(&input, &dir.path().join("out"), 2);
+    opts.strict = true;
+    let report = run(&opts, toy(None)).unwrap();
+    assert!(report.manifest.totals.documents_rejected > 0);
 }

@@ -147,7 +147,8 @@ impl ShardSet {
     /// The ordinal of the document where example `index` starts.
     pub fn document(&self, index: u64) -> u64 {
         let (chunk, row) = self.locate(index);
-        self.chunks[chunk].documents[row]
+        let shard = &self.manifest.shards[self.chunk_shard[chunk]];
+        self.chunks[chunk].documents[row] + shard.document_offset
     }
 
     /// The shard file holding example `index`, and the example's row in it.

@@ -200,6 +200,7 @@ impl ShardWriter {
             sha256: format!("{:x}", hasher.finalize()),
             batch_offsets: shard.batch_offsets,
             batch_rows: shard.batch_rows,
+            document_offset: 0,
         })
     }
 }
