@@ -1,5 +1,5 @@
-//! Criterion benches of the data path's hot loops: packing, shard writing, masking and
-//! batch building from memory-mapped shards.
+//! Criterion benches of the data path's hot loops: packing, shard writing, masking,
+//! batch building from memory-mapped shards, and the `--dedup exact` fingerprint.
 //!
 //! `cargo bench --bench pipeline`. Results and the machine go in BENCHMARKS.md.
 
@@ -163,5 +163,32 @@ fn batch_building(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, packer, shard_writer, masking, batch_building);
+/// `--dedup exact`'s fingerprint (NFC, whitespace collapsed, 128-bit hash) over the
+/// bundled book's documents, in bytes of text per second on one thread.
+fn dedup_fingerprint(c: &mut Criterion) {
+    use cocolm_pipeline::corpus::{Documents, ReadOptions};
+    let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/moby-dick.jsonl.zst");
+    let docs: Vec<String> =
+        Documents::new(vec![book], ReadOptions::default(), Arc::default()).collect();
+    let bytes: usize = docs.iter().map(String::len).sum();
+    let mut group = c.benchmark_group("dedup");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("fingerprint_moby", |b| {
+        b.iter(|| {
+            docs.iter()
+                .map(|d| cocolm_pipeline::prepare::dedup::fingerprint(d))
+                .fold(0u128, |a, f| a ^ f)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    packer,
+    shard_writer,
+    masking,
+    batch_building,
+    dedup_fingerprint
+);
 criterion_main!(benches);
