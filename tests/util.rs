@@ -3,9 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The `cocolm` binary built for these tests.
+/// The `cocolm` binary built for these tests, its tokenizer cache under `target/` (not
+/// the user's).
 pub fn cocolm() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cocolm"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cocolm"));
+    command.env(
+        "COCOLM_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cocolm-cache"),
+    );
+    command
 }
 
 /// Run `cocolm args…`, asserting success; returns stdout.

@@ -69,12 +69,41 @@ fn fast_options() -> EncodeOptions {
 
 impl Encoder {
     /// An encoder for `tokenizer` on the engine `choice` asks for.
+    ///
+    /// The fast engine's verdict is cached with the tokenizer ([`TokenizerJson::load`]):
+    /// when the cache says it agrees, it is built from the cached canonical JSON and the
+    /// reference engine is never parsed.
     pub fn new(tokenizer: &TokenizerJson, choice: EngineChoice) -> Result<Self> {
-        let reference = reference_engine(tokenizer.reference())?;
+        if choice != EngineChoice::Reference {
+            match tokenizer.cached_fast() {
+                Some(Ok(canonical)) => {
+                    if let Ok(fast) = tk::from_json(&canonical) {
+                        return Ok(Self {
+                            backend: Backend::Fast(fast),
+                            fallback_reason: None,
+                        });
+                    }
+                }
+                Some(Err(reason)) if choice == EngineChoice::Fast => {
+                    return Err(TokenizerError::FastEngineUnavailable { reason });
+                }
+                Some(Err(reason)) => {
+                    let reference = reference_engine(tokenizer.reference()?)?;
+                    return Ok(Self::reference(reference, Some(reason)));
+                }
+                None => {}
+            }
+        }
+        let reference = reference_engine(tokenizer.reference()?)?;
         let fast = match choice {
             EngineChoice::Reference => return Ok(Self::reference(reference, None)),
             EngineChoice::Auto | EngineChoice::Fast => fast_engine(tokenizer.json(), &reference),
         };
+        tokenizer.remember_fast(match &fast {
+            Ok((_, canonical)) => Ok(canonical.as_str()),
+            Err(reason) => Err(reason.as_str()),
+        });
+        let fast = fast.map(|(fast, _)| fast);
         match (fast, choice) {
             (Ok(fast), _) => Ok(Self {
                 backend: Backend::Fast(fast),
@@ -173,9 +202,9 @@ fn reference_engine(tokenizer: &Tokenizer) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
-/// The fast engine for `json`, if it reads it and agrees with `reference` on the probe texts;
-/// otherwise why not.
-fn fast_engine(json: &str, reference: &Tokenizer) -> Result<PipelineTokenizer, String> {
+/// The fast engine for `json` and the canonical JSON it read, if it reads it and agrees
+/// with `reference` on the probe texts; otherwise why not.
+fn fast_engine(json: &str, reference: &Tokenizer) -> Result<(PipelineTokenizer, String), String> {
     let canonical =
         tk::canonicalize_str(json).map_err(|e| format!("tk-convert cannot upgrade it: {e}"))?;
     let fast = tk::from_json(&canonical).map_err(|e| format!("it cannot read it: {e}"))?;
@@ -192,7 +221,7 @@ fn fast_engine(json: &str, reference: &Tokenizer) -> Result<PipelineTokenizer, S
             ));
         }
     }
-    Ok(fast)
+    Ok((fast, canonical))
 }
 
 #[cfg(test)]

@@ -10,12 +10,14 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use cocolm_shared::hash::sha256_hex;
 use cocolm_shared::manifest::write_atomic;
 use cocolm_shared::{SpecialTokens, TokenizerRecord};
 use tokenizers::Tokenizer;
 
+use super::cache::{Entry, Slot, Verdict, default_root};
 use super::engine::Engine;
 use super::error::{Result, TokenizerError};
 use super::special::ensure_special_tokens;
@@ -34,7 +36,11 @@ pub struct TokenizerJson {
     vocab_size: usize,
     special_tokens: SpecialTokens,
     added_special_tokens: Vec<String>,
-    tokenizer: Tokenizer,
+    /// The reference engine's tokenizer, parsed from `json` when first needed (a load
+    /// answered by the cache may never need it).
+    tokenizer: OnceLock<Tokenizer>,
+    /// The cache slot it was loaded through, and the fast engine's verdict found there.
+    cache: Option<(Slot, Option<Verdict>)>,
 }
 
 impl TokenizerJson {
@@ -43,13 +49,47 @@ impl TokenizerJson {
     /// Every failure names `path`: a missing file ([`TokenizerError::Io`]), a truncated or
     /// corrupt zstd stream ([`TokenizerError::Decompress`]), content that is not UTF-8 or not a
     /// tokenizer ([`TokenizerError::Parse`]).
+    ///
+    /// What the load derives is cached ([`cache`](super::cache)): loading the same file
+    /// again reads it from there.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_through(path, default_root().as_deref())
+    }
+
+    /// [`TokenizerJson::load`] with the cache rooted at `root` (`None`: no cache).
+    pub(super) fn load_through(path: &Path, root: Option<&Path>) -> Result<Self> {
         let text = read_text(path)?;
+        let slot = root.map(|root| Slot::new(root, &text));
+        if let Some(slot) = &slot
+            && let Some((entry, json)) = slot.read()
+        {
+            return Ok(Self {
+                json,
+                sha256: entry.final_sha256,
+                vocab_size: entry.vocab_size,
+                special_tokens: entry.special_tokens,
+                added_special_tokens: entry.added_special_tokens,
+                tokenizer: OnceLock::new(),
+                cache: Some((slot.clone(), entry.fast)),
+            });
+        }
         let tokenizer = Tokenizer::from_str(&text).map_err(|e| TokenizerError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        Self::new(tokenizer, text)
+        let mut loaded = Self::new(tokenizer, text)?;
+        if let Some(slot) = slot {
+            let entry = Entry {
+                final_sha256: loaded.sha256.clone(),
+                vocab_size: loaded.vocab_size,
+                special_tokens: loaded.special_tokens,
+                added_special_tokens: loaded.added_special_tokens.clone(),
+                fast: None,
+            };
+            slot.write(&entry, &loaded.json);
+            loaded.cache = Some((slot, None));
+        }
+        Ok(loaded)
     }
 
     /// Wrap a tokenizer built in memory (by the trainer): serialise it and read it back.
@@ -83,7 +123,8 @@ impl TokenizerJson {
             vocab_size,
             special_tokens,
             added_special_tokens,
-            tokenizer,
+            tokenizer: OnceLock::from(tokenizer),
+            cache: None,
         })
     }
 
@@ -135,9 +176,37 @@ impl TokenizerJson {
         Ok(())
     }
 
-    /// The `tokenizers` 0.23.2 tokenizer parsed from [`TokenizerJson::json`].
-    pub(super) fn reference(&self) -> &Tokenizer {
-        &self.tokenizer
+    /// The `tokenizers` 0.23.2 tokenizer parsed from [`TokenizerJson::json`] (parsed
+    /// now if the load came from the cache).
+    pub(super) fn reference(&self) -> Result<&Tokenizer> {
+        if let Some(tokenizer) = self.tokenizer.get() {
+            return Ok(tokenizer);
+        }
+        let tokenizer = read_back(&self.json)?;
+        Ok(self.tokenizer.get_or_init(|| tokenizer))
+    }
+
+    /// The fast engine's verdict the cache holds for this file: `Ok(canonical JSON)` when
+    /// it agreed on the probe texts, `Err(reason)` when it did not; `None` when unknown.
+    pub(super) fn cached_fast(&self) -> Option<std::result::Result<String, String>> {
+        let (slot, verdict) = self.cache.as_ref()?;
+        match verdict.as_ref()? {
+            Verdict::Agrees(sha256) => slot.canonical(sha256).map(Ok),
+            Verdict::Fallback(reason) => Some(Err(reason.clone())),
+        }
+    }
+
+    /// Whether the reference engine's tokenizer has been parsed.
+    #[cfg(test)]
+    pub(super) fn reference_parsed(&self) -> bool {
+        self.tokenizer.get().is_some()
+    }
+
+    /// Store the fast engine's verdict in the cache this was loaded through, if any.
+    pub(super) fn remember_fast(&self, verdict: std::result::Result<&str, &str>) {
+        if let Some((slot, _)) = &self.cache {
+            slot.remember(verdict);
+        }
     }
 }
 
@@ -210,7 +279,7 @@ mod tests {
         };
         assert_eq!(llama3.special_tokens(), expected);
         assert_eq!(llama3.vocab_size(), 128_261);
-        assert_eq!(llama3.reference().get_vocab_size(true), 128_261);
+        assert_eq!(llama3.reference().unwrap().get_vocab_size(true), 128_261);
         assert_eq!(llama3.sha256(), sha256_hex(llama3.json().as_bytes()));
     }
 

@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod encode;
 mod engine;
 mod error;

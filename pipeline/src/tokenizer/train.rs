@@ -264,7 +264,7 @@ mod tests {
                 "{kind:?}"
             );
             assert!(tokenizer.added_special_tokens().is_empty(), "{kind:?}");
-            let added = tokenizer.reference().get_added_tokens_decoder();
+            let added = tokenizer.reference().unwrap().get_added_tokens_decoder();
             for (id, name) in SpecialTokens::NAMES.iter().enumerate() {
                 let token = &added[&(id as u32)];
                 assert_eq!(token.content, *name, "{kind:?}");
@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn the_template_frames_a_document_with_cls_and_sep() {
         for kind in [ModelKind::Bpe, ModelKind::WordPiece, ModelKind::Unigram] {
-            let reference = trained(kind).reference();
+            let reference = trained(kind).reference().unwrap();
             let ids = reference.encode("kalo mine", true).unwrap();
             let ids = ids.get_ids();
             assert_eq!(ids.first(), Some(&TRAINED_SPECIAL_TOKENS.cls), "{kind:?}");
