@@ -22,6 +22,9 @@ pub const FORMAT_NAME: &str = "cocolm-shards";
 pub const FORMAT_VERSION: u32 = 1;
 /// File name of the manifest inside a shard directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// File name of the log of finished inputs' accounting beside a partial manifest
+/// ([`InputLog`]).
+pub const INPUT_LOG_FILE: &str = "inputs.jsonl";
 
 /// The manifest of a shard directory.
 ///
@@ -54,6 +57,24 @@ pub struct Manifest {
     /// Which part of a larger input list this set is (`prepare --part K/N`); `None` for
     /// a whole set (also one made by `merge`).
     pub part: Option<PartRecord>,
+    /// In a partial manifest written by `prepare`: the inputs before the resume point
+    /// are in [`INPUT_LOG_FILE`], not in the JSON, so a shard commit costs O(1) in the
+    /// number of inputs. Reading merges them back: [`Manifest::inputs`] then holds every
+    /// input up to the resume point's.
+    pub input_log: Option<InputLog>,
+}
+
+/// Where the finished inputs of a partial manifest are: the first `committed_bytes` of
+/// [`INPUT_LOG_FILE`], one JSON [`InputFileRecord`] per line, in input order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputLog {
+    /// Bytes of the log that are valid (later ones are debris of an interrupted job).
+    pub committed_bytes: u64,
+    /// Input files of the whole job.
+    pub all_inputs: u64,
+    /// SHA-256 of the whole input list (each path and size, in input order).
+    pub all_inputs_sha256: String,
 }
 
 /// The part of the inputs a shard set was prepared from (`prepare --part K/N`), and the
@@ -310,6 +331,8 @@ struct ManifestJson {
     resume: Option<ResumePoint>,
     #[serde(default)]
     part: Option<PartRecord>,
+    #[serde(default)]
+    input_log: Option<InputLog>,
 }
 
 /// A field of a manifest that breaks a rule, before a path is known.
@@ -373,6 +396,7 @@ impl ManifestJson {
             inputs: self.inputs,
             totals: self.totals,
             part: self.part,
+            input_log: self.input_log,
         };
         manifest.check()?;
         Ok(manifest)
@@ -384,7 +408,10 @@ impl Serialize for Manifest {
     /// when partial, `part` only for a part.
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         let resume = self.state.resume_point();
-        let fields = 10 + usize::from(resume.is_some()) + usize::from(self.part.is_some());
+        let fields = 10
+            + usize::from(resume.is_some())
+            + usize::from(self.part.is_some())
+            + usize::from(self.input_log.is_some());
         let mut m = serializer.serialize_struct("Manifest", fields)?;
         m.serialize_field("format", &self.format)?;
         m.serialize_field("format_version", &self.format_version)?;
@@ -403,6 +430,10 @@ impl Serialize for Manifest {
         match &self.part {
             Some(part) => m.serialize_field("part", part)?,
             None => m.skip_field("part")?,
+        }
+        match &self.input_log {
+            Some(log) => m.serialize_field("input_log", log)?,
+            None => m.skip_field("input_log")?,
         }
         m.end()
     }
@@ -428,7 +459,7 @@ impl Manifest {
     /// (see [`Manifest::validate`]).
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let m: ManifestJson = serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
+        let mut m: ManifestJson = serde_json::from_slice(&bytes).map_err(|e| Error::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -448,6 +479,24 @@ impl Manifest {
                     m.format_version
                 ),
             });
+        }
+        if let Some(log) = &m.input_log {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let mut inputs = read_input_log(&dir.join(INPUT_LOG_FILE), log.committed_bytes)?;
+            let expected = m.resume.map_or(0, |r| r.input) as usize;
+            if inputs.len() != expected || m.inputs.len() != 1 {
+                return Err(Error::Invalid {
+                    path: path.to_path_buf(),
+                    field: "input_log".into(),
+                    message: format!(
+                        "{INPUT_LOG_FILE} holds {} finished inputs and the manifest {} more; the resume point needs {expected} and 1",
+                        inputs.len(),
+                        m.inputs.len()
+                    ),
+                });
+            }
+            inputs.append(&mut m.inputs);
+            m.inputs = inputs;
         }
         m.into_manifest().map_err(|e| e.at(path))
     }
@@ -541,6 +590,33 @@ impl Manifest {
     pub fn num_examples(&self) -> u64 {
         self.shards.iter().map(|s| s.rows).sum()
     }
+}
+
+/// The records in the first `bytes` bytes of an input log ([`InputLog`]).
+fn read_input_log(path: &Path, bytes: u64) -> Result<Vec<InputFileRecord>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut text = Vec::new();
+    file.take(bytes)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::io(path, e))?;
+    if text.len() as u64 != bytes {
+        return Err(Error::Invalid {
+            path: path.to_path_buf(),
+            field: "committed_bytes".into(),
+            message: format!("{} bytes, the manifest counts {bytes}", text.len()),
+        });
+    }
+    text.split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_slice(line).map_err(|e| Error::Parse {
+                path: path.to_path_buf(),
+                message: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
 }
 
 /// Write `bytes` to `tmp`, fsync it, rename it to `path` and fsync the directory. On a

@@ -68,6 +68,7 @@ pub fn merge(out: &Path, parts: &[PathBuf]) -> Result<MergeReport> {
             inputs: Vec::new(),
             totals: Totals::default(),
             part: None,
+            input_log: None,
         },
         linked: 0,
         copied: 0,

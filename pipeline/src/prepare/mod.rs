@@ -22,7 +22,7 @@ use crate::pack::Packer;
 use crate::shard::writer::ShardWriter;
 use crate::worker::{catch_panic, panic_message, report_panic};
 use crate::{Error, Result};
-use accounting::Accounting;
+use accounting::{Accounting, InputLogWriter};
 use cocolm_shared::manifest::{
     Dedup, FORMAT_NAME, FORMAT_VERSION, PrepareOptionsRecord, ResumePoint, Totals,
 };
@@ -254,7 +254,7 @@ pub fn prepare(
         &inputs,
         part.as_ref(),
     )?;
-    let (mut manifest, resume, resumed, seen) = match plan {
+    let (mut manifest, resume, resumed, (seen, log, logged)) = match plan {
         output::Plan::Complete(manifest) => {
             return Ok(PrepareReport {
                 manifest,
@@ -265,12 +265,26 @@ pub fn prepare(
                 timings: Timings::default(),
             });
         }
-        output::Plan::Resume { manifest, resume } => {
+        output::Plan::Resume {
+            mut manifest,
+            resume,
+        } => {
             let seen = match options.dedup {
                 Dedup::None => None,
                 Dedup::Exact => Some(Seen::resume(&options.out, resume.dedup_entries)?),
             };
-            (manifest, resume, true, seen)
+            // With an input log, the manifest lists the inputs up to the resume point's
+            // (plan checked the rest of the list by its hash).
+            let (committed, logged) = match manifest.input_log.take() {
+                Some(log) => (log.committed_bytes, resume.input as usize),
+                None => (0, 0),
+            };
+            let mut all = inputs;
+            let known = manifest.inputs.len();
+            all[..known].clone_from_slice(&manifest.inputs);
+            manifest.inputs = all;
+            let log = InputLogWriter::open(&options.out, committed)?;
+            (manifest, resume, true, (seen, log, logged))
         }
         output::Plan::Fresh => {
             // Before the first manifest: a manifest never refers to a missing side file.
@@ -278,6 +292,7 @@ pub fn prepare(
                 Dedup::None => None,
                 Dedup::Exact => Some(Seen::create(&options.out)?),
             };
+            let log = InputLogWriter::open(&options.out, 0)?;
             let manifest = Manifest {
                 format: FORMAT_NAME.into(),
                 format_version: FORMAT_VERSION,
@@ -290,10 +305,11 @@ pub fn prepare(
                 inputs,
                 totals: Totals::default(),
                 part,
+                input_log: None,
             };
             output::write_tokenizer(&options.out, &tokenizer.json)?;
             manifest.write_dir(&options.out)?;
-            (manifest, ResumePoint::START, false, seen)
+            (manifest, ResumePoint::START, false, (seen, log, 0))
         }
     };
     let stats = Arc::new(ReadStats::default());
@@ -314,7 +330,7 @@ pub fn prepare(
         parse_ns: Arc::new(AtomicU64::new(0)),
         bytes_total,
     };
-    job.run(&mut manifest, resume, seen, progress)?;
+    job.run(&mut manifest, resume, seen, (log, logged), progress)?;
     let mut timings = job.timings;
     timings.wall_ns = started.elapsed().as_nanos() as u64;
     timings.read_ns = stats.read_ns.load(Ordering::Relaxed);
@@ -351,6 +367,7 @@ impl Job<'_> {
         manifest: &mut Manifest,
         resume: ResumePoint,
         seen: Option<Seen>,
+        log: (InputLogWriter, usize),
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<()> {
         let threads = self.options.threads.max(1);
@@ -384,7 +401,7 @@ impl Job<'_> {
             }
             drop(work_rx);
             drop(done_tx);
-            let packed = this.pack(manifest, resume, seen, done_rx, progress);
+            let packed = this.pack(manifest, resume, seen, log, done_rx, progress);
             // The reader catches its own panics; this covers one that escaped anyway.
             let read = reader.join().unwrap_or_else(|payload| {
                 Err(Error::WorkerPanicked {
@@ -459,6 +476,7 @@ impl Job<'_> {
         manifest: &mut Manifest,
         resume: ResumePoint,
         mut seen: Option<Seen>,
+        (log, logged): (InputLogWriter, usize),
         done: Receiver<Result<Chunk<Processed>>>,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<Timings> {
@@ -471,7 +489,7 @@ impl Job<'_> {
             manifest.options.rows_per_shard,
             manifest.options.rows_per_batch as usize,
         );
-        let mut accounting = Accounting::new(&manifest.inputs, &manifest.totals);
+        let mut accounting = Accounting::new(&manifest.inputs, &manifest.totals, log, logged);
         let mut pending: BTreeMap<u64, (Vec<Processed>, bool)> = BTreeMap::new();
         let mut next = 0u64;
         let mut finished = false;
@@ -499,6 +517,7 @@ impl Job<'_> {
                 next += 1;
                 finished |= last;
                 for item in items {
+                    accounting.finish_before(item.input)?;
                     let path = &self.files[item.input];
                     match item.outcome {
                         Outcome::Rejected { reason, detail } => {
@@ -545,7 +564,7 @@ impl Job<'_> {
                                 tokens += example.ids.len() as u64;
                                 if let Some(shard) = completed {
                                     manifest.shards.push(shard);
-                                    manifest.state = ManifestState::Partial(ResumePoint {
+                                    let resume = ResumePoint {
                                         input: item.input as u64,
                                         document: item.ordinal,
                                         token_offset: example.consumed,
@@ -555,9 +574,12 @@ impl Job<'_> {
                                             Some(seen) => seen.sync()?,
                                             None => 0,
                                         },
-                                    });
-                                    accounting.write_into(manifest);
-                                    manifest.write_dir(&self.options.out)?;
+                                    };
+                                    accounting.write_partial(
+                                        manifest,
+                                        resume,
+                                        &self.options.out,
+                                    )?;
                                 }
                                 write_ns += w.elapsed().as_nanos() as u64;
                                 Ok::<(), Error>(())
@@ -601,6 +623,7 @@ impl Job<'_> {
         manifest.state = ManifestState::Complete;
         accounting.write_into(manifest);
         manifest.write_dir(&self.options.out)?;
+        accounting.remove_log()?;
         timings.write_ns += w.elapsed().as_nanos() as u64;
         progress(&Progress {
             bytes_read: self.stats.disk_bytes.load(Ordering::Relaxed),

@@ -13,7 +13,7 @@ use super::dedup::DEDUP_FILE;
 use crate::{Error, Result};
 use cocolm_shared::lock::LOCK_FILE;
 use cocolm_shared::manifest::{
-    MANIFEST_FILE, PartRecord, PrepareOptionsRecord, ResumePoint, write_atomic,
+    INPUT_LOG_FILE, MANIFEST_FILE, PartRecord, PrepareOptionsRecord, ResumePoint, write_atomic,
 };
 use cocolm_shared::{InputFileRecord, Manifest, ManifestState, TokenizerRecord};
 use std::path::Path;
@@ -62,7 +62,7 @@ pub fn plan(
         ))
     } else if manifest.options != *options {
         Some(format!("different options {:?}", manifest.options))
-    } else if !same_inputs(&manifest.inputs, inputs) {
+    } else if !same_inputs(&manifest, inputs) {
         Some("different input files (or their sizes changed)".into())
     } else if manifest.part.as_ref() != part {
         Some(match &manifest.part {
@@ -91,7 +91,9 @@ pub fn plan(
     let stale: Vec<String> = names
         .into_iter()
         .filter(|n| {
-            is_ours(n) && n != TOKENIZER_FILE && n != DEDUP_FILE && !listed.contains(&n.as_str())
+            is_ours(n)
+                && ![TOKENIZER_FILE, DEDUP_FILE, INPUT_LOG_FILE].contains(&n.as_str())
+                && !listed.contains(&n.as_str())
         })
         .collect();
     remove(out, &stale)?;
@@ -143,18 +145,32 @@ pub fn write_tokenizer(out: &Path, json: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn same_inputs(a: &[InputFileRecord], b: &[InputFileRecord]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.path == y.path && x.bytes == y.bytes)
+/// Whether `manifest` was made from the input list `inputs` (paths and sizes): compared
+/// whole, or by its hash when a partial manifest keeps its finished inputs in the log.
+fn same_inputs(manifest: &Manifest, inputs: &[InputFileRecord]) -> bool {
+    match &manifest.input_log {
+        Some(log) => {
+            log.all_inputs == inputs.len() as u64
+                && log.all_inputs_sha256 == super::part::inputs_sha256(inputs)
+        }
+        None => {
+            manifest.inputs.len() == inputs.len()
+                && manifest
+                    .inputs
+                    .iter()
+                    .zip(inputs)
+                    .all(|(x, y)| x.path == y.path && x.bytes == y.bytes)
+        }
+    }
 }
 
 /// Files `prepare` writes: shards, temporaries, the tokenizer copy, the dedup side file.
 fn is_ours(name: &str) -> bool {
     let shard =
         name.starts_with("shard-") && (name.ends_with(".arrow") || name.ends_with(".arrow.tmp"));
-    shard || name == TOKENIZER_FILE || name == DEDUP_FILE || name.ends_with(".json.tmp")
+    shard
+        || [TOKENIZER_FILE, DEDUP_FILE, INPUT_LOG_FILE].contains(&name)
+        || name.ends_with(".json.tmp")
 }
 
 /// The folder's entries, less the job's own lock file.

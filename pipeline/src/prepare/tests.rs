@@ -479,3 +479,46 @@ fn strict_does_not_fail_on_duplicates() {
     let report = run(&opts, toy(None)).unwrap();
     assert!(report.manifest.totals.documents_rejected > 0);
 }
+
+/// A shard commit writes only the input in progress; the finished ones go to the log
+/// once each, and the final manifest lists them all.
+#[test]
+fn commits_log_finished_inputs_instead_of_rewriting_them() {
+    use cocolm_shared::manifest::INPUT_LOG_FILE;
+    let dir = tempfile::tempdir().unwrap();
+    // Several work chunks over three inputs: a crash can fall after a commit.
+    let input = with_duplicates(dir.path());
+    let reference = dir.path().join("reference");
+    let complete = run(&options(&input, &reference, 2), toy(None))
+        .unwrap()
+        .manifest;
+    assert!(
+        !reference.join(INPUT_LOG_FILE).exists(),
+        "the log outlives the job"
+    );
+    let out = dir.path().join("out");
+    run(&options(&input, &out, 2), toy(Some(1000))).unwrap_err();
+    let raw: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let resume = raw["resume"]["input"].as_u64().unwrap() as usize;
+    assert!(resume > 0, "the crash falls after the first input");
+    assert_eq!(raw["inputs"].as_array().unwrap().len(), 1);
+    let log = std::fs::read_to_string(out.join(INPUT_LOG_FILE)).unwrap();
+    assert_eq!(log.lines().count(), resume);
+    // Read back, the partial manifest holds every input up to the resume point's, with
+    // the counts the complete job ends with for the finished ones.
+    let partial = Manifest::read_dir(&out).unwrap();
+    assert_eq!(partial.inputs.len(), resume + 1);
+    assert_eq!(partial.inputs[..resume], complete.inputs[..resume]);
+
+    // A log cut short is refused by name.
+    let cut = dir.path().join("cut");
+    run(&options(&input, &cut, 2), toy(Some(1000))).unwrap_err();
+    let log_path = cut.join(INPUT_LOG_FILE);
+    let bytes = std::fs::read(&log_path).unwrap();
+    std::fs::write(&log_path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = run(&options(&input, &cut, 2), toy(None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(INPUT_LOG_FILE), "{err}");
+}
