@@ -6,12 +6,11 @@
 //! input in progress and how many bytes of the log are valid ([`InputLog`]). The final
 //! manifest lists every input, and the log is removed.
 
+use super::append_log::AppendLog;
 use crate::corpus::Reject;
 use crate::{Error, Result};
 use cocolm_shared::manifest::{INPUT_LOG_FILE, InputLog, ResumePoint, Totals};
 use cocolm_shared::{InputFileRecord, Manifest, ManifestState};
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Detailed rejections kept per input (the counts are always complete).
@@ -34,63 +33,24 @@ pub fn input_records(files: &[PathBuf]) -> Result<Vec<InputFileRecord>> {
         .collect()
 }
 
-/// The append-only log of finished inputs ([`INPUT_LOG_FILE`]).
+/// The append-only log of finished inputs ([`INPUT_LOG_FILE`]), one JSON record a line.
 #[derive(Debug)]
-pub struct InputLogWriter {
-    file: BufWriter<File>,
-    path: PathBuf,
-    bytes: u64,
-}
+pub struct InputLogWriter(AppendLog);
 
 impl InputLogWriter {
     /// The log in `out`, cut to its first `committed` bytes (created when missing and
     /// `committed` is 0).
     pub fn open(out: &Path, committed: u64) -> Result<Self> {
-        let path = out.join(INPUT_LOG_FILE);
-        let mut file = OpenOptions::new()
-            .create(committed == 0)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        if len < committed {
-            return Err(Error::Output {
-                path,
-                message: format!(
-                    "holds {len} bytes, the manifest counts {committed}; prepare again into a new --out"
-                ),
-            });
-        }
-        file.set_len(committed).map_err(|e| Error::io(&path, e))?;
-        file.seek(SeekFrom::End(0))
-            .map_err(|e| Error::io(&path, e))?;
-        Ok(InputLogWriter {
-            file: BufWriter::new(file),
-            path,
-            bytes: committed,
-        })
+        Ok(InputLogWriter(AppendLog::open(
+            out.join(INPUT_LOG_FILE),
+            committed,
+        )?))
     }
 
     fn append(&mut self, record: &InputFileRecord) -> Result<()> {
         let mut line = serde_json::to_vec(record).expect("an input record serialises");
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.bytes += line.len() as u64;
-        Ok(())
-    }
-
-    /// Write what is buffered and sync it; the bytes a manifest may now count.
-    fn sync(&mut self) -> Result<u64> {
-        self.file.flush().map_err(|e| Error::io(&self.path, e))?;
-        self.file
-            .get_ref()
-            .sync_data()
-            .map_err(|e| Error::io(&self.path, e))?;
-        Ok(self.bytes)
+        self.0.append(&line)
     }
 }
 
@@ -142,7 +102,7 @@ impl Accounting {
     ) -> Result<()> {
         let input = resume.input as usize;
         self.finish_before(input)?;
-        let committed_bytes = self.log.sync()?;
+        let committed_bytes = self.log.0.sync()?;
         manifest.state = ManifestState::Partial(resume);
         manifest.totals = self.totals_with(manifest);
         manifest.input_log = Some(InputLog {
@@ -205,7 +165,7 @@ impl Accounting {
 
     /// Remove the log: the final manifest lists every input.
     pub fn remove_log(self) -> Result<()> {
-        let path = self.log.path.clone();
+        let path = self.log.0.path().to_path_buf();
         drop(self.log);
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))
     }

@@ -20,13 +20,14 @@
 //!   resumed job reloads those and cuts off the rest. The complete file stays with the
 //!   shards, the set's list of distinct documents.
 
+use super::append_log::AppendLog;
 use crate::corpus::Location;
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read};
+use std::path::Path;
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -251,22 +252,19 @@ impl Hasher for FingerprintHasher {
 /// The distinct documents seen so far, mirrored in [`DEDUP_FILE`].
 pub struct Seen {
     first: HashMap<u128, Origin, BuildHasherDefault<FingerprintHasher>>,
-    file: BufWriter<File>,
-    path: PathBuf,
+    file: AppendLog,
 }
 
 impl Seen {
     /// A new, empty side file in `out` (replacing debris of a job killed before its
     /// first manifest).
     pub fn create(out: &Path) -> Result<Self> {
-        let path = out.join(DEDUP_FILE);
-        let mut file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        file.write_all(HEADER).map_err(|e| Error::io(&path, e))?;
-        file.sync_data().map_err(|e| Error::io(&path, e))?;
+        let mut file = AppendLog::open(out.join(DEDUP_FILE), 0)?;
+        file.append(HEADER)?;
+        file.sync()?;
         Ok(Seen {
             first: HashMap::default(),
-            file: BufWriter::new(file),
-            path,
+            file,
         })
     }
 
@@ -274,23 +272,15 @@ impl Seen {
     /// after the manifest's last update) are cut off.
     pub fn resume(out: &Path, entries: u64) -> Result<Self> {
         let path = out.join(DEDUP_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let mut first = HashMap::with_capacity_and_hasher(entries as usize, Default::default());
         read_records(&path, &mut file, Some(entries), |fingerprint, origin| {
             first.insert(fingerprint, origin);
         })?;
         let valid = HEADER.len() as u64 + entries * RECORD as u64;
-        file.set_len(valid).map_err(|e| Error::io(&path, e))?;
-        file.seek(SeekFrom::End(0))
-            .map_err(|e| Error::io(&path, e))?;
         Ok(Seen {
             first,
-            file: BufWriter::new(file),
-            path,
+            file: AppendLog::open(path, valid)?,
         })
     }
 
@@ -305,9 +295,7 @@ impl Seen {
         record[..16].copy_from_slice(&fingerprint.to_le_bytes());
         record[16..20].copy_from_slice(&origin.input.to_le_bytes());
         record[20..].copy_from_slice(&origin.location.to_le_bytes());
-        self.file
-            .write_all(&record)
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.file.append(&record)?;
         self.first.insert(fingerprint, origin);
         Ok(())
     }
@@ -315,11 +303,7 @@ impl Seen {
     /// Write what is buffered and sync it to disk; returns the number of records, the
     /// count a manifest written next may rely on.
     pub fn sync(&mut self) -> Result<u64> {
-        self.file.flush().map_err(|e| Error::io(&self.path, e))?;
-        self.file
-            .get_ref()
-            .sync_data()
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.file.sync()?;
         Ok(self.first.len() as u64)
     }
 }

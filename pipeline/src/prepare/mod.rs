@@ -13,6 +13,7 @@
 //! identical to an uninterrupted run. See [`output`] for what is accepted in `--out`.
 
 pub mod accounting;
+pub mod append_log;
 pub mod dedup;
 pub mod output;
 pub mod part;
