@@ -166,10 +166,10 @@ fn batch_building(c: &mut Criterion) {
 /// `--dedup exact`'s fingerprint (NFC, whitespace collapsed, 128-bit hash) over the
 /// bundled book's documents, in bytes of text per second on one thread.
 fn dedup_fingerprint(c: &mut Criterion) {
-    use cocolm_pipeline::corpus::{Documents, ReadOptions};
+    use cocolm_pipeline::corpus::{Documents, ReadOptions, discover};
     let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/moby-dick.jsonl.zst");
-    let docs: Vec<String> =
-        Documents::new(vec![book], ReadOptions::default(), Arc::default()).collect();
+    let (files, _) = discover(&[book], &Default::default()).unwrap();
+    let docs: Vec<String> = Documents::new(files, ReadOptions::default(), Arc::default()).collect();
     let bytes: usize = docs.iter().map(String::len).sum();
     let mut group = c.benchmark_group("dedup");
     group.throughput(Throughput::Bytes(bytes as u64));

@@ -151,6 +151,14 @@ pub struct ReadArgs {
     /// Reject documents longer than this many bytes (they are counted, never truncated).
     #[arg(long, default_value_t = 16 << 20)]
     pub max_doc_bytes: u64,
+    /// Object-store inputs: retries of a failed request or interrupted download, with
+    /// exponential back-off, before the job stops naming the object.
+    #[arg(long, default_value_t = 10)]
+    pub retries: usize,
+    /// Object-store inputs: no retry starts later than this many seconds after a
+    /// request's first attempt.
+    #[arg(long, default_value_t = 180)]
+    pub retry_timeout: u64,
 }
 
 /// Tokenizer models.
@@ -167,7 +175,8 @@ pub enum TokenizerModel {
 /// `cocolm tokenizer train`.
 #[derive(Debug, Args)]
 pub struct TokenizerTrainArgs {
-    /// Input files or directories (.txt, .txt.zst, .jsonl, .jsonl.zst, .parquet).
+    /// Input files or directories (.txt, .txt.zst, .jsonl, .jsonl.zst, .parquet), or
+    /// URLs of objects or prefixes (s3://, gs://, az://, http(s)://, file://).
     #[arg(long = "input", required = true, num_args = 1..)]
     pub inputs: Vec<PathBuf>,
     /// Vocabulary size, special tokens included.
@@ -187,7 +196,8 @@ pub struct TokenizerTrainArgs {
 /// `cocolm prepare`.
 #[derive(Debug, Args)]
 pub struct PrepareArgs {
-    /// Input files or directories (.txt, .txt.zst, .jsonl, .jsonl.zst, .parquet).
+    /// Input files or directories (.txt, .txt.zst, .jsonl, .jsonl.zst, .parquet), or
+    /// URLs of objects or prefixes (s3://, gs://, az://, http(s)://, file://).
     #[arg(long = "input", required = true, num_args = 1..)]
     pub inputs: Vec<PathBuf>,
     /// tokenizer.json (plain or .zst).
@@ -517,7 +527,7 @@ impl Accelerator {
 /// `cocolm bench prepare`.
 #[derive(Debug, Args)]
 pub struct BenchPrepareArgs {
-    /// Input files or directories.
+    /// Input files or directories, or URLs of objects or prefixes.
     #[arg(long = "input", required = true, num_args = 1..)]
     pub inputs: Vec<PathBuf>,
     /// tokenizer.json (plain or .zst).

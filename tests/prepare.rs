@@ -59,7 +59,7 @@ pub fn expected_stream(inputs: &[PathBuf], tokenizer: &Path) -> Vec<u32> {
     let tok = TokenizerJson::load(tokenizer).unwrap();
     let encoder = Encoder::new(&tok, EngineChoice::Auto).unwrap();
     let sep = tok.special_tokens().sep;
-    let (files, _) = cocolm_pipeline::corpus::discover(inputs).unwrap();
+    let (files, _) = cocolm_pipeline::corpus::discover(inputs, &Default::default()).unwrap();
     let mut stream = Vec::new();
     for (i, text) in Documents::new(files, ReadOptions::default(), Default::default()).enumerate() {
         if i > 0 {
@@ -337,8 +337,9 @@ fn parts_prepared_apart_merge_into_the_single_jobs_set() {
     let tokenizer = small_tokenizer(dir.path());
     let inputs = dir.path().join("inputs");
     std::fs::create_dir(&inputs).unwrap();
+    let (files, _) = cocolm_pipeline::corpus::discover(&[moby()], &Default::default()).unwrap();
     let docs: Vec<String> =
-        Documents::new(vec![moby()], ReadOptions::default(), Default::default()).collect();
+        Documents::new(files, ReadOptions::default(), Default::default()).collect();
     for (k, chunk) in docs.chunks(docs.len().div_ceil(5)).enumerate() {
         let lines: String = chunk
             .iter()

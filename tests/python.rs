@@ -43,7 +43,7 @@ fn pyarrow_and_datasets_read_the_shards() {
 
 /// Python `tokenizers` on the same documents gives the ids in our shards.
 fn python_agrees(python: &Path, tokenizer: &Path, inputs: &[std::path::PathBuf], shards: &Path) {
-    let (files, _) = cocolm_pipeline::corpus::discover(inputs).unwrap();
+    let (files, _) = cocolm_pipeline::corpus::discover(inputs, &Default::default()).unwrap();
     let texts: Vec<String> =
         cocolm_pipeline::corpus::Documents::new(files, Default::default(), Default::default())
             .collect();

@@ -5,6 +5,7 @@ mod util;
 mod bench;
 mod finetune;
 mod launch;
+mod object_store;
 mod prepare;
 mod python;
 #[cfg(unix)]

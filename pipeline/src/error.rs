@@ -28,6 +28,14 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// An object in a store (or a store) could not be listed or read, after retries.
+    #[error("{url}: {message}")]
+    Remote {
+        /// The object's (or the store's) URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
     /// A shard file is missing, truncated, corrupted or inconsistent with the manifest.
     #[error("{path}: corrupt shard{}: {message}", AtByte(*.offset))]
     Shard {
@@ -72,10 +80,10 @@ pub enum Error {
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     /// `--strict` was given and a document was rejected.
-    #[error("{path}: {detail} (rejected under --strict)")]
+    #[error("{input}: {detail} (rejected under --strict)")]
     Strict {
-        /// The input file.
-        path: PathBuf,
+        /// The input file or object.
+        input: String,
         /// Where and why.
         detail: String,
     },

@@ -38,6 +38,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let tokenizer = super::tokenizer::train_on(
         std::slice::from_ref(&corpus),
         &ReadOptions::default(),
+        &Default::default(),
         ModelKind::Bpe,
         vocab_size,
     )?;

@@ -13,6 +13,7 @@ pub fn options(args: &PrepareArgs) -> PrepareOptions {
     let mut options = PrepareOptions::new(args.inputs.clone(), args.out.clone());
     options.seq_len = args.seq_len;
     options.read = super::tokenizer::read_options(&args.read);
+    options.stores = super::tokenizer::stores(&args.read);
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
@@ -90,8 +91,8 @@ pub fn run(args: &PrepareArgs) -> Result<PrepareReport> {
 
 fn print_summary(args: &PrepareArgs, report: &PrepareReport) {
     let m = &report.manifest;
-    for path in &report.skipped_files {
-        eprintln!("note: skipped {} (unknown format)", path.display());
+    for name in &report.skipped_files {
+        eprintln!("note: skipped {name} (unknown format)");
     }
     if report.already_complete {
         println!("{} is already complete: nothing to do", args.out.display());

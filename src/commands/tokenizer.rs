@@ -2,7 +2,7 @@
 
 use crate::cli::{ReadArgs, TokenizerModel, TokenizerTrainArgs};
 use anyhow::{Context, Result};
-use cocolm_pipeline::corpus::{self, Documents, ReadOptions};
+use cocolm_pipeline::corpus::{self, Documents, ReadOptions, Retry, Stores};
 use cocolm_pipeline::prepare::output::TOKENIZER_FILE;
 use cocolm_pipeline::tokenizer::{Encoder, EngineChoice, ModelKind, TokenizerJson, TrainOptions};
 use std::path::Path;
@@ -17,6 +17,15 @@ pub fn read_options(args: &ReadArgs) -> ReadOptions {
     }
 }
 
+/// The object stores for URL inputs, with the command line's retry policy.
+pub fn stores(args: &ReadArgs) -> Stores {
+    Stores::new(Retry {
+        max_retries: args.retries,
+        timeout: std::time::Duration::from_secs(args.retry_timeout),
+        ..Retry::default()
+    })
+}
+
 /// `cocolm tokenizer train`.
 pub fn train(args: &TokenizerTrainArgs) -> Result<()> {
     let model = match args.model {
@@ -28,6 +37,7 @@ pub fn train(args: &TokenizerTrainArgs) -> Result<()> {
     let tokenizer = train_on(
         &args.inputs,
         &read_options(&args.read),
+        &stores(&args.read),
         model,
         args.vocab_size,
     )?;
@@ -51,12 +61,13 @@ pub fn train(args: &TokenizerTrainArgs) -> Result<()> {
 pub fn train_on(
     inputs: &[std::path::PathBuf],
     read: &ReadOptions,
+    stores: &Stores,
     model: ModelKind,
     vocab_size: usize,
 ) -> Result<TokenizerJson> {
-    let (files, skipped) = corpus::discover(inputs)?;
-    for path in &skipped {
-        eprintln!("note: skipping {} (unknown format)", path.display());
+    let (files, skipped) = corpus::discover(inputs, stores)?;
+    for name in &skipped {
+        eprintln!("note: skipping {name} (unknown format)");
     }
     let mut documents = Documents::new(files, read.clone(), Default::default());
     let tokenizer =

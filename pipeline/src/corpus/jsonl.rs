@@ -5,11 +5,10 @@
 //! allocation.
 
 use super::source::{ReadFailure, ReadStats, Source};
-use super::{DocumentReader, Location, ReadOptions, Record, Reject};
+use super::{DocumentReader, InputFile, Location, ReadOptions, Record, Reject};
 use crate::Result;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 
 /// Reader of a JSON-lines file.
@@ -23,15 +22,15 @@ pub struct JsonLinesReader {
 }
 
 impl JsonLinesReader {
-    /// Open `path` (zstd-compressed when `zstd`).
+    /// Open `input` (zstd-compressed when `zstd`).
     pub fn open(
-        path: &Path,
+        input: &InputFile,
         zstd: bool,
         options: &ReadOptions,
         stats: Arc<ReadStats>,
     ) -> Result<Self> {
         Ok(JsonLinesReader {
-            source: Source::open(path, zstd, stats)?,
+            source: Source::open(input, zstd, stats)?,
             field: options.text_field.clone(),
             max_doc_bytes: options.max_doc_bytes,
             line: 0,
@@ -193,7 +192,13 @@ mod tests {
             max_doc_bytes: 64,
             ..ReadOptions::default()
         };
-        let mut r = JsonLinesReader::open(&path, zstd, &options, Arc::default()).unwrap();
+        let mut r = JsonLinesReader::open(
+            &InputFile::local(path, bytes.len() as u64),
+            zstd,
+            &options,
+            Arc::default(),
+        )
+        .unwrap();
         std::iter::from_fn(|| r.next_record().unwrap())
             .map(|r| {
                 let s = match r.content {

@@ -11,15 +11,20 @@
 //! `.txt` / `.txt.zst` ([`text`]), `.jsonl` / `.jsonl.zst` ([`jsonl`]), `.parquet`
 //! ([`parquet`]).
 
+pub mod input;
 pub mod jsonl;
 pub mod parquet;
 pub mod source;
+pub mod store;
 pub mod text;
 
 use crate::{Error, Result};
+use input::UNKNOWN_FORMAT;
+pub use input::{InputFile, discover, prefetch_after};
 pub use source::ReadStats;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+pub use store::{Retry, Stores};
 
 /// Why a document is not in the output. The string forms are the keys of the
 /// manifest's per-input `rejections` counts.
@@ -185,7 +190,12 @@ pub enum Format {
 impl Format {
     /// The format of a file, from its name; `None` for names cocolm does not read.
     pub fn of(path: &Path) -> Option<Format> {
-        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        Format::of_name(path.file_name()?.to_str()?)
+    }
+
+    /// The format of a file or object, from the end of its name.
+    pub fn of_name(name: &str) -> Option<Format> {
+        let name = name.to_ascii_lowercase();
         let (stem, zstd) = match name.strip_suffix(".zst") {
             Some(stem) => (stem, true),
             None => (name.as_str(), false),
@@ -224,23 +234,20 @@ impl Default for ReadOptions {
     }
 }
 
-/// Open a reader for `path`. `stats` counts the bytes read from disk and the time spent.
+/// Open a reader for `input`. `stats` counts the bytes read and the time spent.
 pub fn open(
-    path: &Path,
+    input: &InputFile,
     options: &ReadOptions,
     stats: Arc<ReadStats>,
 ) -> Result<Box<dyn DocumentReader>> {
-    let format = Format::of(path).ok_or_else(|| Error::Input {
-        path: path.to_path_buf(),
-        message: "unknown input format (expected .txt, .txt.zst, .jsonl, .jsonl.zst or .parquet)"
-            .into(),
-    })?;
+    let format = Format::of_name(&input.name)
+        .ok_or_else(|| input.read_error(std::io::Error::other(UNKNOWN_FORMAT)))?;
     Ok(match format {
-        Format::Text { zstd } => Box::new(text::TextReader::open(path, zstd, options, stats)?),
+        Format::Text { zstd } => Box::new(text::TextReader::open(input, zstd, options, stats)?),
         Format::JsonLines { zstd } => {
-            Box::new(jsonl::JsonLinesReader::open(path, zstd, options, stats)?)
+            Box::new(jsonl::JsonLinesReader::open(input, zstd, options, stats)?)
         }
-        Format::Parquet => Box::new(parquet::ParquetReader::open(path, options, stats)?),
+        Format::Parquet => Box::new(parquet::ParquetReader::open(input, options, stats)?),
     })
 }
 
@@ -248,7 +255,8 @@ pub fn open(
 /// training and benchmarks). Rejected documents are counted; a file-system error ends
 /// the iteration and is kept for [`Documents::finish`].
 pub struct Documents {
-    files: std::vec::IntoIter<PathBuf>,
+    files: Vec<InputFile>,
+    next: usize,
     options: ReadOptions,
     stats: Arc<ReadStats>,
     current: Option<Box<dyn DocumentReader>>,
@@ -259,9 +267,10 @@ pub struct Documents {
 
 impl Documents {
     /// Iterate over the documents of `files`.
-    pub fn new(files: Vec<PathBuf>, options: ReadOptions, stats: Arc<ReadStats>) -> Self {
+    pub fn new(files: Vec<InputFile>, options: ReadOptions, stats: Arc<ReadStats>) -> Self {
         Documents {
-            files: files.into_iter(),
+            files,
+            next: 0,
             options,
             stats,
             current: None,
@@ -282,10 +291,12 @@ impl Documents {
     fn step(&mut self) -> Result<Option<String>> {
         loop {
             let Some(reader) = self.current.as_mut() else {
-                let Some(path) = self.files.next() else {
+                let Some(input) = self.files.get(self.next) else {
                     return Ok(None);
                 };
-                self.current = Some(open(&path, &self.options, self.stats.clone())?);
+                prefetch_after(&self.files, self.next);
+                self.current = Some(open(input, &self.options, self.stats.clone())?);
+                self.next += 1;
                 continue;
             };
             match reader.next_record()? {
@@ -317,64 +328,6 @@ impl Iterator for Documents {
     }
 }
 
-/// The input files named by `paths`, in a deterministic order: each path in the order
-/// given; a directory contributes its readable files recursively, sorted by path.
-/// Returns the files and, separately, files under directories that were skipped because
-/// their format is unknown (hidden files are ignored).
-pub fn discover(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let mut files = Vec::new();
-    let mut skipped = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if meta.is_dir() {
-            walk(path, &mut files, &mut skipped)?;
-        } else if Format::of(path).is_some() {
-            files.push(path.clone());
-        } else {
-            return Err(Error::Input {
-                path: path.clone(),
-                message:
-                    "unknown input format (expected .txt, .txt.zst, .jsonl, .jsonl.zst or .parquet)"
-                        .into(),
-            });
-        }
-    }
-    if files.is_empty() {
-        return Err(Error::Input {
-            path: paths.first().cloned().unwrap_or_default(),
-            message: "no input files found".into(),
-        });
-    }
-    Ok((files, skipped))
-}
-
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        entries.push(entry.path());
-    }
-    entries.sort();
-    for path in entries {
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-        if meta.is_dir() {
-            walk(&path, files, skipped)?;
-        } else if Format::of(&path).is_some() {
-            files.push(path);
-        } else {
-            skipped.push(path);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,33 +349,5 @@ mod tests {
         assert_eq!(Format::of(Path::new("d.parquet")), Some(Format::Parquet));
         assert_eq!(Format::of(Path::new("e.csv")), None);
         assert_eq!(Format::of(Path::new("f.parquet.zst")), None);
-    }
-
-    #[test]
-    fn discover_sorts_and_reports_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
-        for name in ["b.txt", "a.jsonl", "sub/c.txt", "notes.md", ".hidden.txt"] {
-            std::fs::write(dir.path().join(name), "x").unwrap();
-        }
-        let (files, skipped) = discover(&[dir.path().to_path_buf()]).unwrap();
-        let names: Vec<_> = files
-            .iter()
-            .map(|p| {
-                p.strip_prefix(dir.path())
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(names, ["a.jsonl", "b.txt", "sub/c.txt"]);
-        assert_eq!(skipped, [dir.path().join("notes.md")]);
-    }
-
-    #[test]
-    fn missing_input_names_the_path() {
-        let err = discover(&[PathBuf::from("/no/such/input")]).unwrap_err();
-        assert!(err.to_string().contains("/no/such/input"), "{err}");
     }
 }

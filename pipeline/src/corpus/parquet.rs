@@ -2,16 +2,17 @@
 //! one record batch at a time. A null is a rejected document, like a JSON `null`.
 
 use super::source::ReadStats;
-use super::{DocumentReader, Location, ReadOptions, Record, Reject};
+use super::store::ObjectChunks;
+use super::{DocumentReader, InputFile, Location, ReadOptions, Record, Reject};
 use crate::{Error, Result};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use std::path::Path;
-use std::sync::Arc;
+use parquet::file::reader::ChunkReader;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Rows decoded per record batch.
@@ -20,6 +21,10 @@ const BATCH_ROWS: usize = 1024;
 /// Reader of a Parquet file.
 pub struct ParquetReader {
     state: State,
+    input: InputFile,
+    /// For an object: the first ranged request that failed after retries, which makes
+    /// a Parquet error a failure to read the object (fatal) rather than a bad file.
+    remote_failure: Option<Arc<Mutex<Option<String>>>>,
     max_doc_bytes: u64,
     stats: Arc<ReadStats>,
     file_bytes: u64,
@@ -39,30 +44,59 @@ enum State {
 }
 
 impl ParquetReader {
-    /// Open `path` and find the text column.
-    pub fn open(path: &Path, options: &ReadOptions, stats: Arc<ReadStats>) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let file_bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let mut total_rows = 0;
-        let state = match open_column(file, &options.text_field) {
-            Ok((reader, rows)) => {
-                total_rows = rows;
+    /// Open `input` and find the text column.
+    pub fn open(input: &InputFile, options: &ReadOptions, stats: Arc<ReadStats>) -> Result<Self> {
+        let (opened, file_bytes, remote_failure) = match (input.path(), input.remote_object()) {
+            (Some(path), _) => {
+                let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                let bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
+                (open_column(file, &options.text_field), bytes, None)
+            }
+            (None, Some(object)) => {
+                let chunks = ObjectChunks::new(object.clone());
+                let failure = chunks.failure();
+                let opened = open_column(chunks, &options.text_field);
+                (opened, object.size(), Some(failure))
+            }
+            (None, None) => unreachable!("an input is a file or an object"),
+        };
+        let mut reader = ParquetReader {
+            state: State::Done,
+            input: input.clone(),
+            remote_failure,
+            max_doc_bytes: options.max_doc_bytes,
+            stats,
+            file_bytes,
+            total_rows: 0,
+            row: 0,
+        };
+        reader.state = match opened {
+            Ok((batches, rows)) => {
+                reader.total_rows = rows;
                 State::Reading {
-                    reader,
+                    reader: batches,
                     batch: None,
                     index: 0,
                 }
             }
-            Err(message) => State::Unreadable(message),
+            Err(message) => {
+                reader.check_remote()?;
+                State::Unreadable(message)
+            }
         };
-        Ok(ParquetReader {
-            state,
-            max_doc_bytes: options.max_doc_bytes,
-            stats,
-            file_bytes,
-            total_rows,
-            row: 0,
-        })
+        Ok(reader)
+    }
+
+    /// The object could not be read (after retries): an error, not a bad file.
+    fn check_remote(&self) -> Result<()> {
+        let failure = self
+            .remote_failure
+            .as_ref()
+            .and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).clone());
+        match failure {
+            Some(message) => Err(self.input.read_error(std::io::Error::other(message))),
+            None => Ok(()),
+        }
     }
 
     fn record_at(&self, batch: &RecordBatch, index: usize) -> Record {
@@ -94,8 +128,8 @@ impl ParquetReader {
     }
 }
 
-fn open_column(
-    file: std::fs::File,
+fn open_column<R: ChunkReader + 'static>(
+    file: R,
     field: &str,
 ) -> std::result::Result<(ParquetRecordBatchReader, u64), String> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
@@ -165,6 +199,7 @@ impl DocumentReader for ParquetReader {
                             *index = 0;
                         }
                         Some(Err(e)) => {
+                            self.check_remote()?;
                             let record = Record::rejected(
                                 Some(Location::Row(self.row)),
                                 Reject::CorruptCompression,

@@ -1,10 +1,9 @@
-//! Byte sources under the readers: a file, optionally zstd-decompressed, that counts
-//! what it reads and tells decoding errors apart from file-system errors.
+//! Byte sources under the readers: a file or an object, optionally zstd-decompressed,
+//! that counts what it reads and tells decoding errors apart from read errors.
 
-use crate::{Error, Result};
-use std::fs::File;
+use super::InputFile;
+use crate::Result;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -13,25 +12,26 @@ use std::time::Instant;
 /// went. Updated with relaxed atomics; read by progress bars and benchmarks.
 #[derive(Debug, Default)]
 pub struct ReadStats {
-    /// Bytes read from disk (compressed bytes for `.zst`).
+    /// Bytes read from disk or the network (compressed bytes for `.zst`).
     pub disk_bytes: AtomicU64,
-    /// Nanoseconds spent in file-system reads.
+    /// Nanoseconds spent in file-system reads or waiting for the network.
     pub read_ns: AtomicU64,
     /// Nanoseconds spent decompressing (time in the decoder minus its file reads).
     pub decompress_ns: AtomicU64,
 }
 
-/// A file that counts its bytes and time, and remembers whether a read failed.
-struct TrackedFile {
-    file: File,
+/// A file or object stream that counts its bytes and time, and remembers whether a
+/// read failed.
+struct Tracked {
+    inner: Box<dyn Read + Send>,
     stats: Arc<ReadStats>,
     failed: Arc<AtomicBool>,
 }
 
-impl Read for TrackedFile {
+impl Read for Tracked {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let start = Instant::now();
-        let result = self.file.read(buf);
+        let result = self.inner.read(buf);
         self.stats
             .read_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -73,7 +73,7 @@ impl<R: Read> Read for TimedDecoder<R> {
 /// A buffered byte stream over one input file.
 pub struct Source {
     reader: Box<dyn BufRead + Send>,
-    path: PathBuf,
+    input: InputFile,
     failed: Arc<AtomicBool>,
     compressed: bool,
 }
@@ -82,23 +82,23 @@ pub struct Source {
 pub enum ReadFailure {
     /// The compressed data is truncated or corrupt (a property of the content).
     Corrupt(String),
-    /// The file system failed (stops the job).
-    Fatal(Error),
+    /// The file system or the network failed (stops the job).
+    Fatal(crate::Error),
 }
 
 impl Source {
-    /// Open `path`, decompressing zstd when `zstd` is set.
-    pub fn open(path: &Path, zstd: bool, stats: Arc<ReadStats>) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    /// Open `input`, decompressing zstd when `zstd` is set.
+    pub fn open(input: &InputFile, zstd: bool, stats: Arc<ReadStats>) -> Result<Self> {
+        let inner = input.open_bytes()?;
         let failed = Arc::new(AtomicBool::new(false));
-        let tracked = TrackedFile {
-            file,
+        let tracked = Tracked {
+            inner,
             stats: stats.clone(),
             failed: failed.clone(),
         };
         let reader: Box<dyn BufRead + Send> = if zstd {
             let decoder =
-                zstd::stream::read::Decoder::new(tracked).map_err(|e| Error::io(path, e))?;
+                zstd::stream::read::Decoder::new(tracked).map_err(|e| input.read_error(e))?;
             Box::new(BufReader::with_capacity(
                 1 << 20,
                 TimedDecoder {
@@ -111,7 +111,7 @@ impl Source {
         };
         Ok(Source {
             reader,
-            path: path.to_path_buf(),
+            input: input.clone(),
             failed,
             compressed: zstd,
         })
@@ -122,7 +122,7 @@ impl Source {
         if self.compressed && !self.failed.load(Ordering::Relaxed) {
             ReadFailure::Corrupt(format!("zstd: {e}"))
         } else {
-            ReadFailure::Fatal(Error::io(&self.path, e))
+            ReadFailure::Fatal(self.input.read_error(e))
         }
     }
 
@@ -195,7 +195,8 @@ mod tests {
     fn source_of(bytes: &[u8], zstd: bool) -> (tempfile::NamedTempFile, Source) {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(bytes).unwrap();
-        let s = Source::open(f.path(), zstd, Arc::default()).unwrap();
+        let input = InputFile::local(f.path().to_path_buf(), bytes.len() as u64);
+        let s = Source::open(&input, zstd, Arc::default()).unwrap();
         (f, s)
     }
 

@@ -2,9 +2,8 @@
 //! lines separated by blank lines (`--split-blank-lines`).
 
 use super::source::{ReadFailure, ReadStats, Source};
-use super::{DocumentReader, Location, ReadOptions, Record, Reject};
+use super::{DocumentReader, InputFile, Location, ReadOptions, Record, Reject};
 use crate::Result;
-use std::path::Path;
 use std::sync::Arc;
 
 /// Reader of a text file.
@@ -18,15 +17,15 @@ pub struct TextReader {
 }
 
 impl TextReader {
-    /// Open `path` (zstd-compressed when `zstd`).
+    /// Open `input` (zstd-compressed when `zstd`).
     pub fn open(
-        path: &Path,
+        input: &InputFile,
         zstd: bool,
         options: &ReadOptions,
         stats: Arc<ReadStats>,
     ) -> Result<Self> {
         Ok(TextReader {
-            source: Source::open(path, zstd, stats)?,
+            source: Source::open(input, zstd, stats)?,
             split_blank_lines: options.split_blank_lines,
             max_doc_bytes: options.max_doc_bytes,
             line: 0,
@@ -154,7 +153,13 @@ mod tests {
             max_doc_bytes: max,
             ..ReadOptions::default()
         };
-        let mut r = TextReader::open(&path, false, &options, Arc::default()).unwrap();
+        let mut r = TextReader::open(
+            &InputFile::local(path, bytes.len() as u64),
+            false,
+            &options,
+            Arc::default(),
+        )
+        .unwrap();
         std::iter::from_fn(|| r.next_record().unwrap()).collect()
     }
 

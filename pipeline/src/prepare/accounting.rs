@@ -7,28 +7,23 @@
 //! manifest lists every input, and the log is removed.
 
 use super::append_log::AppendLog;
-use crate::corpus::Reject;
+use crate::corpus::{InputFile, Reject};
 use crate::{Error, Result};
 use cocolm_shared::manifest::{INPUT_LOG_FILE, InputLog, ResumePoint, Totals};
 use cocolm_shared::{InputFileRecord, Manifest, ManifestState};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Detailed rejections kept per input (the counts are always complete).
 pub const MAX_REJECTION_EXAMPLES: usize = 10;
 
 /// Empty records for `files`, with their sizes.
-pub fn input_records(files: &[PathBuf]) -> Result<Vec<InputFileRecord>> {
+pub fn input_records(files: &[InputFile]) -> Vec<InputFileRecord> {
     files
         .iter()
-        .map(|path| {
-            let bytes = std::fs::metadata(path)
-                .map_err(|e| Error::io(path, e))?
-                .len();
-            Ok(InputFileRecord {
-                path: path.display().to_string(),
-                bytes,
-                ..InputFileRecord::default()
-            })
+        .map(|file| InputFileRecord {
+            path: file.name.clone(),
+            bytes: file.bytes,
+            ..InputFileRecord::default()
         })
         .collect()
 }

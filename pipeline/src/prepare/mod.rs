@@ -18,7 +18,7 @@ pub mod dedup;
 pub mod output;
 pub mod part;
 
-use crate::corpus::{self, Content, ReadOptions, ReadStats, Reject};
+use crate::corpus::{self, Content, InputFile, ReadOptions, ReadStats, Reject, Stores};
 use crate::pack::Packer;
 use crate::shard::writer::ShardWriter;
 use crate::worker::{catch_panic, panic_message, report_panic};
@@ -60,8 +60,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// What `prepare` does.
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
-    /// Input files and directories, in order.
+    /// Input files and directories, or URLs of objects and prefixes, in order.
     pub inputs: Vec<PathBuf>,
+    /// The object stores that URL inputs are read from.
+    pub stores: Stores,
     /// Output directory.
     pub out: PathBuf,
     /// Tokens per example, `[CLS]` and `[SEP]` included.
@@ -91,6 +93,7 @@ impl PrepareOptions {
     pub fn new(inputs: Vec<PathBuf>, out: PathBuf) -> Self {
         PrepareOptions {
             inputs,
+            stores: Stores::default(),
             out,
             seq_len: 512,
             read: ReadOptions::default(),
@@ -173,8 +176,8 @@ pub struct PrepareReport {
     pub resumed: bool,
     /// The output was already complete; nothing was done.
     pub already_complete: bool,
-    /// Files under input directories skipped for an unknown format.
-    pub skipped_files: Vec<PathBuf>,
+    /// Files under input directories (or prefixes) skipped for an unknown format.
+    pub skipped_files: Vec<String>,
     /// Input bytes read in this run.
     pub bytes_read: u64,
     /// Where the time went.
@@ -231,8 +234,8 @@ pub fn prepare(
             ),
         });
     }
-    let (files, skipped_files) = corpus::discover(&options.inputs)?;
-    let inputs = accounting::input_records(&files)?;
+    let (files, skipped_files) = corpus::discover(&options.inputs, &options.stores)?;
+    let inputs = accounting::input_records(&files);
     let (files, inputs, part) = match options.part {
         None => (files, inputs, None),
         Some(part) => {
@@ -350,7 +353,7 @@ pub fn prepare(
 
 struct Job<'a> {
     options: &'a PrepareOptions,
-    files: &'a [PathBuf],
+    files: &'a [InputFile],
     encoder: Arc<dyn Encode>,
     stats: Arc<ReadStats>,
     timings: Timings,
@@ -434,8 +437,9 @@ impl Job<'_> {
             *seq += 1;
             ok
         };
-        for (input, path) in self.files.iter().enumerate().skip(resume.input as usize) {
-            let mut reader = corpus::open(path, &self.options.read, self.stats.clone())?;
+        for (input, file) in self.files.iter().enumerate().skip(resume.input as usize) {
+            corpus::prefetch_after(self.files, input);
+            let mut reader = corpus::open(file, &self.options.read, self.stats.clone())?;
             let mut ordinal = 0u64;
             while let Some(record) = reader.next_record()? {
                 let skip = input == resume.input as usize && ordinal < resume.document;
@@ -519,13 +523,12 @@ impl Job<'_> {
                 finished |= last;
                 for item in items {
                     accounting.finish_before(item.input)?;
-                    let path = &self.files[item.input];
                     match item.outcome {
                         Outcome::Rejected { reason, detail } => {
                             let detail = rejection_detail(item.location, reason, &detail);
                             if self.options.strict {
                                 return Err(Error::Strict {
-                                    path: path.clone(),
+                                    input: self.files[item.input].name.clone(),
                                     detail,
                                 });
                             }
@@ -641,7 +644,7 @@ impl Job<'_> {
     /// `line 9: duplicate: same text as PATH line 2`: a duplicate and where its text was
     /// first seen.
     fn duplicate_detail(&self, location: Option<corpus::Location>, origin: Origin) -> String {
-        let path = self.files[origin.input as usize].display();
+        let path = &self.files[origin.input as usize].name;
         let first = match origin.location() {
             Some(location) => format!("same text as {path} {location}"),
             None => format!("same text as {path}"),

@@ -129,7 +129,8 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (tokenizer, encoder) = super::prepare::load_tokenizer(&args.tokenizer)?;
     let read = super::tokenizer::read_options(&args.read);
-    let (files, _) = corpus::discover(&args.inputs)?;
+    let stores = super::tokenizer::stores(&args.read);
+    let (files, _) = corpus::discover(&args.inputs, &stores)?;
     let mut documents = corpus::Documents::new(files, read.clone(), Default::default());
     let texts: Vec<String> = documents.by_ref().collect();
     documents.finish()?;
@@ -166,6 +167,7 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     let mut options = PrepareOptions::new(args.inputs.clone(), scratch.clone());
     options.seq_len = args.seq_len;
     options.read = read;
+    options.stores = stores;
     options.threads = threads;
     let artifact = TokenizerArtifact {
         record: tokenizer.record(args.tokenizer.display().to_string()),
