@@ -222,8 +222,9 @@ pub struct PrepareArgs {
     /// Drop duplicate documents: `exact` rejects a document whose text (Unicode NFC,
     /// whitespace runs collapsed) equals an earlier one's, as `duplicate`, naming the
     /// first; 38–75 bytes of memory per distinct document (113 at the peak of a table
-    /// growth).
-    #[arg(long, default_value = "none", value_name = "none|exact")]
+    /// growth). `near` also rejects a document similar to an earlier one (MinHash over
+    /// word 5-grams, 16 bands of 8 rows: Jaccard ≈ 0.7 and above; 16× the memory).
+    #[arg(long, default_value = "none", value_name = "none|exact|near")]
     pub dedup: cocolm_shared::manifest::Dedup,
     /// Prepare only the K-th (0-based) of N parts of the inputs (contiguous runs of
     /// files balanced by size), for many machines; `cocolm merge` joins the parts.

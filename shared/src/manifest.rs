@@ -195,6 +195,9 @@ pub enum Dedup {
     /// Drop a document whose text, in Unicode NFC with runs of whitespace collapsed to one
     /// space, equals an earlier document's (rejected as `duplicate`).
     Exact,
+    /// Also drop a document similar to an earlier one: MinHash over word 5-grams with
+    /// 16 LSH bands of 8 rows, Jaccard threshold about 0.7 (rejected as `duplicate`).
+    Near,
 }
 
 impl Dedup {
@@ -211,7 +214,10 @@ impl std::str::FromStr for Dedup {
         match s {
             "none" => Ok(Dedup::None),
             "exact" => Ok(Dedup::Exact),
-            other => Err(format!("unknown dedup mode {other:?} (none or exact)")),
+            "near" => Ok(Dedup::Near),
+            other => Err(format!(
+                "unknown dedup mode {other:?} (none, exact or near)"
+            )),
         }
     }
 }

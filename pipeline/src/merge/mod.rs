@@ -12,9 +12,11 @@
 //!   except that each part ends in its own last (possibly short) example. The
 //!   manifest's inputs and totals are the parts' joined; each shard's `document_offset`
 //!   makes document ordinals count over the whole set.
-//! - Under `--dedup exact`, a part only knows its own documents: the merge reports the
-//!   documents that repeat the text of an earlier part (they stay in the shards; taking
-//!   them out would rewrite them) and writes the merged set's `dedup.bin`.
+//! - Under `--dedup exact` (or `near`), a part only knows its own documents: the merge
+//!   reports the documents that repeat (or resemble) one of an earlier part (they stay in
+//!   the shards; taking them out would rewrite them) and writes the merged set's
+//!   `dedup.bin`. Near duplication is not transitive, so under `near` the documents a
+//!   single job would keep can differ slightly from the parts' joined.
 //!
 //! The manifest is written last: a merge interrupted before it leaves only files that
 //! the same command clears and redoes.
@@ -41,7 +43,8 @@ pub struct MergeReport {
     pub copied: usize,
     /// Under `--dedup exact`: documents whose text was first seen in an earlier part.
     pub cross_part_duplicates: u64,
-    /// The first of them: `INPUT LOCATION: same text as INPUT LOCATION`.
+    /// The first of them: `INPUT LOCATION: same text as INPUT LOCATION` (`similar text
+    /// to` under `near`).
     pub duplicate_examples: Vec<String>,
 }
 
@@ -77,7 +80,7 @@ pub fn merge(out: &Path, parts: &[PathBuf]) -> Result<MergeReport> {
     };
     let mut seen = match first.options.dedup {
         Dedup::None => None,
-        Dedup::Exact => Some(Seen::create(out)?),
+        Dedup::Exact | Dedup::Near => Some(Seen::create(out)?),
     };
     let mut documents = 0u64;
     for (dir, part) in &ordered {
@@ -103,7 +106,7 @@ pub fn merge(out: &Path, parts: &[PathBuf]) -> Result<MergeReport> {
                 .map(|i| i.path.as_str())
                 .collect();
             let offset = report.manifest.inputs.len();
-            let (count, examples) = join_dedup(seen, dir, &inputs, offset)?;
+            let (count, examples) = join_dedup(seen, first.options.dedup, dir, &inputs, offset)?;
             report.cross_part_duplicates += count;
             let room = MAX_DUPLICATE_EXAMPLES - report.duplicate_examples.len();
             report
@@ -255,6 +258,7 @@ fn check_parts(parts: &[PathBuf]) -> Result<Vec<(PathBuf, Manifest)>> {
 /// earlier part, and the first [`MAX_DUPLICATE_EXAMPLES`] of them in detail.
 fn join_dedup(
     seen: &mut Seen,
+    mode: Dedup,
     dir: &Path,
     inputs: &[&str],
     offset: usize,
@@ -273,15 +277,27 @@ fn join_dedup(
         None => inputs[origin.input as usize].to_string(),
     };
     let (mut count, mut examples) = (0u64, Vec::new());
-    for (fingerprint, origin) in records {
-        match seen.first_seen(fingerprint) {
+    // A document's keys are consecutive records with its origin: one under `exact`,
+    // one per band under `near`.
+    for document in records.chunk_by(|a, b| a.1 == b.1) {
+        let origin = document[0].1;
+        let first = document.iter().find_map(|&(key, _)| seen.first_seen(key));
+        match first {
             Some(first) => {
                 count += 1;
                 if examples.len() < MAX_DUPLICATE_EXAMPLES {
-                    examples.push(format!("{}: same text as {}", name(origin), name(first)));
+                    let relation = match mode {
+                        Dedup::Near => "similar text to",
+                        _ => "same text as",
+                    };
+                    examples.push(format!("{}: {relation} {}", name(origin), name(first)));
                 }
             }
-            None => seen.insert(fingerprint, origin)?,
+            None => {
+                for &(key, origin) in document {
+                    seen.insert(key, origin)?;
+                }
+            }
         }
     }
     Ok((count, examples))

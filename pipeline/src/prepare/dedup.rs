@@ -40,12 +40,16 @@ const RECORD: usize = 28;
 
 /// The 128-bit fingerprint of a document's normalised text (module docs).
 pub fn fingerprint(text: &str) -> u128 {
-    let normalised = if is_nfc(text) {
+    xxh3_128(&normalise(text))
+}
+
+/// The normalised text (module docs): NFC, whitespace runs collapsed to one space.
+pub(super) fn normalise(text: &str) -> Vec<u8> {
+    if is_nfc(text) {
         collapse_whitespace(text)
     } else {
         collapse_whitespace(&text.nfc().collect::<String>())
-    };
-    xxh3_128(&normalised)
+    }
 }
 
 /// Whether `text` is certainly in NFC. ASCII is (and resets the quick check's state, its

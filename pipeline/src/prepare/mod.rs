@@ -15,6 +15,7 @@
 pub mod accounting;
 pub mod append_log;
 pub mod dedup;
+pub mod near;
 pub mod output;
 pub mod part;
 
@@ -203,15 +204,42 @@ struct Processed {
 }
 
 enum Outcome {
-    /// The document's ids, and its [`dedup::fingerprint`] under `--dedup exact`.
+    /// The document's ids, and its duplicate-detection keys.
     Tokens {
         ids: Vec<u32>,
-        fingerprint: Option<u128>,
+        keys: Keys,
     },
     Rejected {
         reason: Reject,
         detail: String,
     },
+}
+
+/// What identifies a document for `--dedup`: nothing, its [`dedup::fingerprint`], or
+/// its [`near::band_keys`]. A document is a duplicate when one of its keys was recorded
+/// for an earlier document.
+enum Keys {
+    None,
+    Exact(u128),
+    Near(Box<[u128; near::BANDS]>),
+}
+
+impl Keys {
+    fn of(text: &str, dedup: Dedup) -> Keys {
+        match dedup {
+            Dedup::None => Keys::None,
+            Dedup::Exact => Keys::Exact(dedup::fingerprint(text)),
+            Dedup::Near => Keys::Near(Box::new(near::band_keys(text))),
+        }
+    }
+
+    fn as_slice(&self) -> &[u128] {
+        match self {
+            Keys::None => &[],
+            Keys::Exact(fingerprint) => std::slice::from_ref(fingerprint),
+            Keys::Near(keys) => &keys[..],
+        }
+    }
 }
 
 /// Run (or resume, or confirm) the preparation of `options.out`.
@@ -275,7 +303,9 @@ pub fn prepare(
         } => {
             let seen = match options.dedup {
                 Dedup::None => None,
-                Dedup::Exact => Some(Seen::resume(&options.out, resume.dedup_entries)?),
+                Dedup::Exact | Dedup::Near => {
+                    Some(Seen::resume(&options.out, resume.dedup_entries)?)
+                }
             };
             // With an input log, the manifest lists the inputs up to the resume point's
             // (plan checked the rest of the list by its hash).
@@ -294,7 +324,7 @@ pub fn prepare(
             // Before the first manifest: a manifest never refers to a missing side file.
             let seen = match options.dedup {
                 Dedup::None => None,
-                Dedup::Exact => Some(Seen::create(&options.out)?),
+                Dedup::Exact | Dedup::Near => Some(Seen::create(&options.out)?),
             };
             let log = InputLogWriter::open(&options.out, 0)?;
             let manifest = Manifest {
@@ -534,25 +564,16 @@ impl Job<'_> {
                             }
                             accounting.reject(item.input, reason, detail);
                         }
-                        Outcome::Tokens { ids, fingerprint } => {
-                            let distinct = match (&seen, fingerprint) {
-                                (Some(seen), Some(fingerprint)) => {
-                                    match seen.first_seen(fingerprint) {
-                                        Some(origin) => {
-                                            let detail =
-                                                self.duplicate_detail(item.location, origin);
-                                            accounting.reject(
-                                                item.input,
-                                                Reject::Duplicate,
-                                                detail,
-                                            );
-                                            continue;
-                                        }
-                                        None => Some(fingerprint),
-                                    }
-                                }
-                                _ => None,
-                            };
+                        Outcome::Tokens { ids, keys } => {
+                            let keys = keys.as_slice();
+                            let first_seen = seen
+                                .as_ref()
+                                .and_then(|seen| keys.iter().find_map(|&k| seen.first_seen(k)));
+                            if let Some(origin) = first_seen {
+                                let detail = self.duplicate_detail(item.location, origin);
+                                accounting.reject(item.input, Reject::Duplicate, detail);
+                                continue;
+                            }
                             let skip = if item.global == resume.global_document {
                                 resume.token_offset
                             } else {
@@ -592,8 +613,11 @@ impl Job<'_> {
                             timings.pack_ns +=
                                 (pack_start.elapsed().as_nanos() as u64).saturating_sub(write_ns);
                             accounting.accept(item.input, ids.len() as u64);
-                            if let (Some(seen), Some(fingerprint)) = (&mut seen, distinct) {
-                                seen.insert(fingerprint, Origin::new(item.input, item.location))?;
+                            if let Some(seen) = &mut seen {
+                                let origin = Origin::new(item.input, item.location);
+                                for &key in keys {
+                                    seen.insert(key, origin)?;
+                                }
                             }
                         }
                     }
@@ -641,13 +665,17 @@ impl Job<'_> {
 }
 
 impl Job<'_> {
-    /// `line 9: duplicate: same text as PATH line 2`: a duplicate and where its text was
-    /// first seen.
+    /// `line 9: duplicate: same text as PATH line 2` (`similar text to` under `--dedup
+    /// near`): a duplicate and the document it repeats.
     fn duplicate_detail(&self, location: Option<corpus::Location>, origin: Origin) -> String {
         let path = &self.files[origin.input as usize].name;
+        let relation = match self.options.dedup {
+            Dedup::Near => "similar text to",
+            _ => "same text as",
+        };
         let first = match origin.location() {
-            Some(location) => format!("same text as {path} {location}"),
-            None => format!("same text as {path}"),
+            Some(location) => format!("{relation} {path} {location}"),
+            None => format!("{relation} {path}"),
         };
         rejection_detail(location, Reject::Duplicate, &first)
     }
@@ -660,7 +688,7 @@ fn rejection_detail(location: Option<corpus::Location>, reason: Reject, detail: 
 }
 
 /// A tokenizer worker: chunks of documents in, chunks of ids (or rejections) out, with
-/// fingerprints for `--dedup exact`.
+/// the keys `--dedup` decides by.
 fn tokenize_chunks(
     work: Receiver<Chunk<Item>>,
     done: &Sender<Result<Chunk<Processed>>>,
@@ -684,11 +712,8 @@ fn tokenize_chunks(
                                 detail: "no tokens".into(),
                             }
                         } else {
-                            let fingerprint = match dedup {
-                                Dedup::None => None,
-                                Dedup::Exact => Some(dedup::fingerprint(&text)),
-                            };
-                            Outcome::Tokens { ids, fingerprint }
+                            let keys = Keys::of(&text, dedup);
+                            Outcome::Tokens { ids, keys }
                         }
                     }
                 };

@@ -358,8 +358,12 @@ fn last_example_completing_a_shard_is_kept() {
 }
 
 fn dedup_options(input: &Path, out: &Path, threads: usize) -> PrepareOptions {
+    mode_options(Dedup::Exact, input, out, threads)
+}
+
+fn mode_options(dedup: Dedup, input: &Path, out: &Path, threads: usize) -> PrepareOptions {
     PrepareOptions {
-        dedup: Dedup::Exact,
+        dedup,
         ..options(input, out, threads)
     }
 }
@@ -434,6 +438,13 @@ fn dedup_exact_keeps_the_first_of_each_text_and_names_it() {
 
 #[test]
 fn dedup_is_the_same_for_any_thread_count_and_across_crashes() {
+    for mode in [Dedup::Exact, Dedup::Near] {
+        dedup_is_deterministic(mode);
+    }
+}
+
+fn dedup_is_deterministic(mode: Dedup) {
+    let dedup_options = |input: &Path, out: &Path, threads| mode_options(mode, input, out, threads);
     let dir = tempfile::tempdir().unwrap();
     let input = with_duplicates(dir.path());
     let reference = dir.path().join("reference");
@@ -458,13 +469,62 @@ fn dedup_is_the_same_for_any_thread_count_and_across_crashes() {
         std::io::Write::write_all(&mut side, &[0xab; 28 * 3]).unwrap();
         let report = run(&dedup_options(&input, &out, 3), toy(None)).unwrap();
         assert!(report.resumed);
-        assert_eq!(snapshot(&out), expected, "crash after {crash_after}");
+        assert_eq!(
+            snapshot(&out),
+            expected,
+            "{mode:?}: crash after {crash_after}"
+        );
     }
     // Another mode over the same folder is refused.
     let err = run(&options(&input, &reference, 2), toy(None))
         .unwrap_err()
         .to_string();
     assert!(err.contains("different options"), "{err}");
+}
+
+#[test]
+fn dedup_near_drops_similar_documents_and_every_exact_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = with_duplicates(dir.path());
+    let exact = run(
+        &dedup_options(&input, &dir.path().join("exact"), 2),
+        toy(None),
+    )
+    .unwrap();
+    let near_out = dir.path().join("near");
+    let near = run(&mode_options(Dedup::Near, &input, &near_out, 2), toy(None)).unwrap();
+    // Exact duplicates have the same keys: near drops at least what exact drops.
+    for (n, e) in near.manifest.inputs.iter().zip(&exact.manifest.inputs) {
+        assert!(n.documents_rejected >= e.documents_rejected, "{}", n.path);
+    }
+    assert_eq!(
+        near.manifest.totals.documents_read,
+        exact.manifest.totals.documents_read
+    );
+
+    // A long document, the same with one word changed, and an unrelated one.
+    let words: Vec<String> = (0..80).map(|i| format!("w{}", i * 13 % 97)).collect();
+    let first = words.join(" ");
+    let similar = first.replacen("w26", "changed", 1);
+    let other: String = (0..80).map(|i| format!("x{i} ")).collect();
+    let file = dir.path().join("near.jsonl");
+    let lines: String = [&first, &similar, &other]
+        .iter()
+        .map(|t| format!("{}\n", serde_json::json!({ "text": t })))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let out = dir.path().join("pair");
+    let m = run(&mode_options(Dedup::Near, &file, &out, 1), toy(None))
+        .unwrap()
+        .manifest;
+    assert_eq!(m.totals.documents_accepted, 2);
+    assert_eq!(
+        m.inputs[0].rejection_examples,
+        [format!(
+            "line 2: duplicate: similar text to {} line 1",
+            file.display()
+        )]
+    );
 }
 
 #[test]
