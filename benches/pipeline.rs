@@ -163,8 +163,9 @@ fn batch_building(c: &mut Criterion) {
     group.finish();
 }
 
-/// `--dedup exact`'s fingerprint (NFC, whitespace collapsed, 128-bit hash) over the
-/// bundled book's documents, in bytes of text per second on one thread.
+/// `--dedup exact`'s fingerprint (NFC, whitespace collapsed, 128-bit hash) and `--dedup
+/// near`'s band keys (MinHash of word 5-grams, 16 bands) over the bundled book's
+/// documents, in bytes of text per second on one thread.
 fn dedup_fingerprint(c: &mut Criterion) {
     use cocolm_pipeline::corpus::{Documents, ReadOptions, discover};
     let book = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/moby-dick.jsonl.zst");
@@ -177,6 +178,13 @@ fn dedup_fingerprint(c: &mut Criterion) {
         b.iter(|| {
             docs.iter()
                 .map(|d| cocolm_pipeline::prepare::dedup::fingerprint(d))
+                .fold(0u128, |a, f| a ^ f)
+        })
+    });
+    group.bench_function("near_keys_moby", |b| {
+        b.iter(|| {
+            docs.iter()
+                .map(|d| cocolm_pipeline::prepare::near::band_keys(d)[0])
                 .fold(0u128, |a, f| a ^ f)
         })
     });
