@@ -55,6 +55,21 @@ impl Moto {
         moto
     }
 
+    /// The `cocolm` command with the server as its S3 endpoint, by the usual variables.
+    fn cocolm(&self) -> Command {
+        let mut command = cocolm();
+        command
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            )
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1");
+        command
+    }
+
     /// An unsigned PUT (moto does not check signatures); returns the status line.
     fn put(&self, path: &str, body: &[u8]) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
@@ -106,18 +121,7 @@ fn prepare_reads_a_prefix_from_an_s3_compatible_server() {
     let remote = dir.path().join("remote");
     let mut args = prepare_args(Path::new("s3://corpus/data"), &tokenizer, &remote, &[]);
     args.extend(["--seq-len", "64", "--retries", "2"].map(String::from));
-    let out = cocolm()
-        .args(&args)
-        .env(
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", moto.port),
-        )
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = moto.cocolm().args(&args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -163,14 +167,6 @@ fn prepare_reads_a_prefix_from_an_s3_compatible_server() {
             &missing,
             &[],
         ))
-        .env(
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", moto.port),
-        )
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -324,7 +324,7 @@ fn dedup_exact_drops_a_copied_corpus() {
     assert!(summary.contains("duplicate"), "{summary}");
     let err = run_err(&["prepare", "--dedup", "fuzzy"]);
     assert!(
-        err.contains("fuzzy") && err.contains("none or exact"),
+        err.contains("fuzzy") && err.contains("none, exact or near"),
         "{err}"
     );
 }
