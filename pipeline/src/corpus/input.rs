@@ -135,23 +135,27 @@ pub fn prefetch_after(inputs: &[InputFile], index: usize) {
 pub fn discover(args: &[PathBuf], stores: &Stores) -> Result<(Vec<InputFile>, Vec<String>)> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
+    // Runs of URLs are looked up together (concurrently, in order).
+    let mut urls = Vec::new();
     for arg in args {
-        if let Some(url) = as_url(arg) {
-            stores.discover(&url, &mut files, &mut skipped)?;
-            continue;
-        }
-        let meta = std::fs::metadata(arg).map_err(|e| Error::io(arg, e))?;
-        if meta.is_dir() {
-            walk(arg, &mut files, &mut skipped)?;
-        } else if Format::of(arg).is_some() {
-            files.push(InputFile::local(arg.clone(), meta.len()));
-        } else {
-            return Err(Error::Input {
-                path: arg.clone(),
-                message: UNKNOWN_FORMAT.into(),
-            });
+        match as_url(arg) {
+            // Local files are read as paths, not through a store (8 KiB blocking reads).
+            Some(url) if url.scheme() == "file" => {
+                stores.discover(&std::mem::take(&mut urls), &mut files, &mut skipped)?;
+                let path = url.to_file_path().map_err(|()| Error::Input {
+                    path: arg.clone(),
+                    message: "not a local file URL (file:///absolute/path)".into(),
+                })?;
+                discover_path(&path, &mut files, &mut skipped)?;
+            }
+            Some(url) => urls.push(url),
+            None => {
+                stores.discover(&std::mem::take(&mut urls), &mut files, &mut skipped)?;
+                discover_path(arg, &mut files, &mut skipped)?;
+            }
         }
     }
+    stores.discover(&urls, &mut files, &mut skipped)?;
     if files.is_empty() {
         return Err(Error::Input {
             path: args.first().cloned().unwrap_or_default(),
@@ -159,6 +163,22 @@ pub fn discover(args: &[PathBuf], stores: &Stores) -> Result<(Vec<InputFile>, Ve
         });
     }
     Ok((files, skipped))
+}
+
+/// A file, or the files under a directory.
+fn discover_path(path: &Path, files: &mut Vec<InputFile>, skipped: &mut Vec<String>) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        walk(path, files, skipped)
+    } else if Format::of(path).is_some() {
+        files.push(InputFile::local(path.to_path_buf(), meta.len()));
+        Ok(())
+    } else {
+        Err(Error::Input {
+            path: path.to_path_buf(),
+            message: UNKNOWN_FORMAT.into(),
+        })
+    }
 }
 
 fn walk(dir: &Path, files: &mut Vec<InputFile>, skipped: &mut Vec<String>) -> Result<()> {
@@ -221,6 +241,18 @@ mod tests {
     fn missing_input_names_the_path() {
         let err = discover(&[PathBuf::from("/no/such/input")], &Stores::default()).unwrap_err();
         assert!(err.to_string().contains("/no/such/input"), "{err}");
+    }
+
+    #[test]
+    fn file_urls_are_read_as_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a b.txt"), "x").unwrap();
+        let url = format!("file://{}/", dir.path().display());
+        let (files, _) = discover(&[PathBuf::from(url)], &Stores::default()).unwrap();
+        assert_eq!(files[0].path(), Some(dir.path().join("a b.txt").as_path()));
+        let url = PathBuf::from("file://host/x.txt");
+        let err = discover(&[url], &Stores::default()).unwrap_err();
+        assert!(err.to_string().contains("not a local file URL"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Inputs in object stores: `s3://`, `gs://`, `az://` (and the other Azure schemes),
-//! `http(s)://` and `file://` URLs, through the `object_store` crate.
+//! Inputs in object stores: `s3://`, `gs://`, `az://` (and the other Azure schemes) and
+//! `http(s)://` URLs, through the `object_store` crate (`file://` URLs are read as local
+//! paths, [`super::discover`]).
 //!
 //! - **Credentials** come from the environment as each store's builder reads it
 //!   (`AWS_*`, `GOOGLE_*`, `AZURE_*`; `AWS_ENDPOINT_URL` + `AWS_ALLOW_HTTP=true` for an
@@ -166,7 +167,6 @@ impl Stores {
         }
         let retry = self.inner.retry.config();
         let built: object_store::Result<Arc<dyn ObjectStore>> = match scheme {
-            ObjectStoreScheme::Local => Ok(Arc::new(object_store::local::LocalFileSystem::new())),
             ObjectStoreScheme::AmazonS3 => object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url.as_str())
                 .with_retry(retry)
@@ -204,77 +204,101 @@ impl Stores {
         Ok((store, path))
     }
 
-    /// The objects `url` names: itself when it is an object, else every object under it
-    /// (sorted by key, hidden keys left out). Objects whose name has an unknown format
-    /// go to `skipped` when listed, and are an error when named.
+    /// The objects each of `urls` names, in order: itself when it is an object, else
+    /// every object under it (sorted by key, hidden keys left out). Objects whose name
+    /// has an unknown format go to `skipped` when listed, and are an error when named.
+    /// [`DISCOVER_AT_ONCE`] URLs are looked up at a time.
     pub(super) fn discover(
         &self,
-        url: &Url,
+        urls: &[Url],
         files: &mut Vec<super::InputFile>,
         skipped: &mut Vec<String>,
     ) -> Result<()> {
-        let (store, path) = self.resolve(url)?;
+        if urls.is_empty() {
+            return Ok(());
+        }
         let runtime = self.runtime()?;
-        let base = &url[..url::Position::BeforePath];
-        let object = |meta: ObjectMeta| {
-            let name = format!("{base}/{}", meta.location);
-            super::InputFile::object(
-                name,
-                Object {
-                    store: store.clone(),
-                    runtime: runtime.clone(),
-                    location: meta.location,
-                    size: meta.size,
-                    e_tag: meta.e_tag,
-                },
-            )
-        };
-        if !url.path().ends_with('/') && !path.as_ref().is_empty() {
-            match runtime.block_on(store.head(&path)) {
-                Ok(meta) => {
-                    let file = object(meta);
-                    if super::Format::of_name(&file.name).is_none() {
-                        return Err(Error::Remote {
-                            url: file.name,
-                            message: super::UNKNOWN_FORMAT.into(),
-                        });
-                    }
-                    files.push(file);
-                    return Ok(());
+        let resolved = urls
+            .iter()
+            .map(|url| Ok((url, self.resolve(url)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let found: Vec<Found> = runtime.block_on(
+            futures_util::stream::iter(resolved)
+                .map(|(url, (store, path))| find(url, store, path))
+                .buffered(DISCOVER_AT_ONCE)
+                .try_collect(),
+        )?;
+        for (url, (store, _), metas) in found {
+            let base = &url[..url::Position::BeforePath];
+            let named = metas.len() == 1 && metas[0].0;
+            let before = files.len();
+            for (_, meta) in metas {
+                let file = super::InputFile::object(
+                    format!("{base}/{}", meta.location),
+                    Object {
+                        store: store.clone(),
+                        runtime: runtime.clone(),
+                        location: meta.location,
+                        size: meta.size,
+                        e_tag: meta.e_tag,
+                    },
+                );
+                match super::Format::of_name(&file.name) {
+                    Some(_) => files.push(file),
+                    None if named => return Err(remote(&file.name, super::UNKNOWN_FORMAT)),
+                    None => skipped.push(file.name),
                 }
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(remote(url.as_str(), e)),
             }
-        }
-        let prefix = (!path.as_ref().is_empty()).then_some(&path);
-        let hint = if url.scheme().starts_with("http") {
-            " (plain HTTP servers cannot list a prefix: name each object)"
-        } else {
-            ""
-        };
-        let mut metas: Vec<ObjectMeta> = runtime
-            .block_on(store.list(prefix).try_collect())
-            .map_err(|e| remote(url.as_str(), format!("listing failed: {e}{hint}")))?;
-        metas.sort_by(|a, b| a.location.cmp(&b.location));
-        let before = files.len();
-        for meta in metas {
-            if meta.location.parts().any(|p| p.as_ref().starts_with('.')) {
-                continue;
+            if files.len() == before {
+                return Err(remote(
+                    url.as_str(),
+                    format!("no input objects found there{}", http_hint(url)),
+                ));
             }
-            let file = object(meta);
-            if super::Format::of_name(&file.name).is_some() {
-                files.push(file);
-            } else {
-                skipped.push(file.name);
-            }
-        }
-        if files.len() == before {
-            return Err(remote(
-                url.as_str(),
-                format!("no input objects found there{hint}"),
-            ));
         }
         Ok(())
+    }
+}
+
+/// URLs looked up at once by [`Stores::discover`].
+pub const DISCOVER_AT_ONCE: usize = 32;
+
+/// A URL, its store and path, and the objects found: `(named, meta)` — the object the
+/// URL names, or those listed under it.
+type Found<'a> = (
+    &'a Url,
+    (Arc<dyn ObjectStore>, ObjectPath),
+    Vec<(bool, ObjectMeta)>,
+);
+
+/// What `url` names: the object at `path` (HEAD), or, when there is none, the objects
+/// under it (sorted by key, hidden keys left out).
+async fn find(url: &Url, store: Arc<dyn ObjectStore>, path: ObjectPath) -> Result<Found<'_>> {
+    if !url.path().ends_with('/') && !path.as_ref().is_empty() {
+        match store.head(&path).await {
+            Ok(meta) => return Ok((url, (store, path), vec![(true, meta)])),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(remote(url.as_str(), e)),
+        }
+    }
+    let prefix = (!path.as_ref().is_empty()).then_some(&path);
+    let mut metas: Vec<ObjectMeta> = store.list(prefix).try_collect().await.map_err(|e| {
+        remote(
+            url.as_str(),
+            format!("listing failed: {e}{}", http_hint(url)),
+        )
+    })?;
+    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    metas.retain(|meta| !meta.location.parts().any(|p| p.as_ref().starts_with('.')));
+    let listed = metas.into_iter().map(|meta| (false, meta)).collect();
+    Ok((url, (store, path), listed))
+}
+
+fn http_hint(url: &Url) -> &'static str {
+    if url.scheme().starts_with("http") {
+        " (plain HTTP servers cannot list a prefix: name each object)"
+    } else {
+        ""
     }
 }
 
