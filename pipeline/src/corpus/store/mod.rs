@@ -236,11 +236,13 @@ impl Stores {
                 let file = super::InputFile::object(
                     format!("{base}/{}", meta.location),
                     Object {
-                        store: store.clone(),
+                        listed: Listed {
+                            store: store.clone(),
+                            location: meta.location,
+                            size: meta.size,
+                            e_tag: meta.e_tag,
+                        },
                         runtime: runtime.clone(),
-                        location: meta.location,
-                        size: meta.size,
-                        e_tag: meta.e_tag,
                     },
                 );
                 match super::Format::of_name(&file.name) {
@@ -332,11 +334,18 @@ fn remote(url: &str, message: impl std::fmt::Display) -> Error {
     }
 }
 
-/// One object of a store, as listed.
+/// One object of a store, as listed, and the runtime its requests run on.
 #[derive(Clone)]
 pub struct Object {
-    store: Arc<dyn ObjectStore>,
+    listed: Listed,
     runtime: Arc<tokio::runtime::Runtime>,
+}
+
+/// What a fetching task holds of an object: not the runtime, which must never be
+/// dropped by one of its own tasks.
+#[derive(Clone)]
+struct Listed {
+    store: Arc<dyn ObjectStore>,
     location: ObjectPath,
     size: u64,
     e_tag: Option<String>,
@@ -345,10 +354,10 @@ pub struct Object {
 impl std::fmt::Debug for Object {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Object")
-            .field("store", &self.store.to_string())
-            .field("location", &self.location)
-            .field("size", &self.size)
-            .field("e_tag", &self.e_tag)
+            .field("store", &self.listed.store.to_string())
+            .field("location", &self.listed.location)
+            .field("size", &self.listed.size)
+            .field("e_tag", &self.listed.e_tag)
             .finish()
     }
 }
@@ -364,14 +373,14 @@ enum Piece {
 impl Object {
     /// The listed size in bytes.
     pub fn size(&self) -> u64 {
-        self.size
+        self.listed.size
     }
 
     /// Start streaming the object from byte `start` in the background; the reader
     /// blocks only when the channel of [`STREAM_CHUNKS`] chunks runs dry.
     pub fn stream(&self, start: u64) -> ObjectStream {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
-        let object = self.clone();
+        let object = self.listed.clone();
         self.runtime.spawn(async move {
             let last = match object.send_body(start, &tx).await {
                 Ok(()) => Piece::End,
@@ -386,6 +395,34 @@ impl Object {
         }
     }
 
+    /// Bytes `start..start + length`, in one ranged request (retried by the store).
+    fn range(&self, start: u64, length: usize) -> std::result::Result<Bytes, String> {
+        let end = start + length as u64;
+        if end > self.listed.size {
+            return Err(format!(
+                "read of bytes {start}..{end} past the listed size {}",
+                self.listed.size
+            ));
+        }
+        let bytes = self
+            .runtime
+            .block_on(
+                self.listed
+                    .store
+                    .get_range(&self.listed.location, start..end),
+            )
+            .map_err(|e| e.to_string())?;
+        if bytes.len() != length {
+            return Err(format!(
+                "asked for {length} bytes at {start}, got {}",
+                bytes.len()
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+impl Listed {
     async fn send_body(
         &self,
         start: u64,
@@ -433,28 +470,6 @@ impl Object {
             ));
         }
         Ok(())
-    }
-
-    /// Bytes `start..start + length`, in one ranged request (retried by the store).
-    fn range(&self, start: u64, length: usize) -> std::result::Result<Bytes, String> {
-        let end = start + length as u64;
-        if end > self.size {
-            return Err(format!(
-                "read of bytes {start}..{end} past the listed size {}",
-                self.size
-            ));
-        }
-        let bytes = self
-            .runtime
-            .block_on(self.store.get_range(&self.location, start..end))
-            .map_err(|e| e.to_string())?;
-        if bytes.len() != length {
-            return Err(format!(
-                "asked for {length} bytes at {start}, got {}",
-                bytes.len()
-            ));
-        }
-        Ok(bytes)
     }
 }
 
@@ -524,7 +539,7 @@ impl ObjectChunks {
 
 impl parquet::file::reader::Length for ObjectChunks {
     fn len(&self) -> u64 {
-        self.object.size
+        self.object.size()
     }
 }
 
