@@ -20,13 +20,19 @@ pub struct InputFile {
     pub name: String,
     /// Its size in bytes when it was found.
     pub bytes: u64,
-    place: Place,
+    storage: Storage,
 }
 
 #[derive(Debug, Clone)]
-enum Place {
+enum Storage {
     Local(PathBuf),
     Object(Arc<Remote>),
+}
+
+/// Where an input's bytes are ([`InputFile::place`]).
+pub(super) enum Place<'a> {
+    Path(&'a Path),
+    Object(&'a Object),
 }
 
 /// An object, and its stream when it was opened ahead of its turn.
@@ -42,7 +48,7 @@ impl InputFile {
         InputFile {
             name: path.display().to_string(),
             bytes,
-            place: Place::Local(path),
+            storage: Storage::Local(path),
         }
     }
 
@@ -50,7 +56,7 @@ impl InputFile {
         InputFile {
             name,
             bytes: object.size(),
-            place: Place::Object(Arc::new(Remote {
+            storage: Storage::Object(Arc::new(Remote {
                 object,
                 prefetched: Mutex::new(None),
             })),
@@ -59,28 +65,28 @@ impl InputFile {
 
     /// The local path, `None` for an object in a store.
     pub fn path(&self) -> Option<&Path> {
-        match &self.place {
-            Place::Local(path) => Some(path),
-            Place::Object(_) => None,
+        match &self.storage {
+            Storage::Local(path) => Some(path),
+            Storage::Object(_) => None,
         }
     }
 
-    /// The object in a store, `None` for a local file.
-    pub(super) fn remote_object(&self) -> Option<&Object> {
-        match &self.place {
-            Place::Local(_) => None,
-            Place::Object(remote) => Some(&remote.object),
+    /// Where its bytes are.
+    pub(super) fn place(&self) -> Place<'_> {
+        match &self.storage {
+            Storage::Local(path) => Place::Path(path),
+            Storage::Object(remote) => Place::Object(&remote.object),
         }
     }
 
     /// Its bytes from the start, as a stream.
     pub(super) fn open_bytes(&self) -> Result<Box<dyn Read + Send>> {
-        match &self.place {
-            Place::Local(path) => {
+        match &self.storage {
+            Storage::Local(path) => {
                 let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
                 Ok(Box::new(file))
             }
-            Place::Object(remote) => {
+            Storage::Object(remote) => {
                 let prefetched = remote
                     .prefetched
                     .lock()
@@ -96,7 +102,7 @@ impl InputFile {
     /// Start streaming an object that will be read soon (nothing for local files, and
     /// for Parquet, which is read by ranges).
     fn prefetch(&self) {
-        if let Place::Object(remote) = &self.place
+        if let Storage::Object(remote) = &self.storage
             && !matches!(Format::of_name(&self.name), Some(Format::Parquet))
         {
             let mut slot = remote.prefetched.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,9 +114,9 @@ impl InputFile {
 
     /// The error for a failure to read this input.
     pub fn read_error(&self, e: std::io::Error) -> Error {
-        match &self.place {
-            Place::Local(path) => Error::io(path, e),
-            Place::Object(_) => Error::Remote {
+        match &self.storage {
+            Storage::Local(path) => Error::io(path, e),
+            Storage::Object(_) => Error::Remote {
                 url: self.name.clone(),
                 message: e.to_string(),
             },

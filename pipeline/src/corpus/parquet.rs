@@ -1,6 +1,7 @@
 //! Parquet inputs: the text is a string column (`--text-field`, default `text`), read
 //! one record batch at a time. A null is a rejected document, like a JSON `null`.
 
+use super::input::Place;
 use super::source::ReadStats;
 use super::store::ObjectChunks;
 use super::{DocumentReader, InputFile, Location, ReadOptions, Record, Reject};
@@ -46,19 +47,18 @@ enum State {
 impl ParquetReader {
     /// Open `input` and find the text column.
     pub fn open(input: &InputFile, options: &ReadOptions, stats: Arc<ReadStats>) -> Result<Self> {
-        let (opened, file_bytes, remote_failure) = match (input.path(), input.remote_object()) {
-            (Some(path), _) => {
+        let (opened, file_bytes, remote_failure) = match input.place() {
+            Place::Path(path) => {
                 let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
                 let bytes = file.metadata().map_err(|e| Error::io(path, e))?.len();
                 (open_column(file, &options.text_field), bytes, None)
             }
-            (None, Some(object)) => {
+            Place::Object(object) => {
                 let chunks = ObjectChunks::new(object.clone());
                 let failure = chunks.failure();
                 let opened = open_column(chunks, &options.text_field);
                 (opened, object.size(), Some(failure))
             }
-            (None, None) => unreachable!("an input is a file or an object"),
         };
         let mut reader = ParquetReader {
             state: State::Done,

@@ -286,10 +286,7 @@ fn join_dedup(
             Some(first) => {
                 count += 1;
                 if examples.len() < MAX_DUPLICATE_EXAMPLES {
-                    let relation = match mode {
-                        Dedup::Near => "similar text to",
-                        _ => "same text as",
-                    };
+                    let relation = dedup::relation(mode);
                     examples.push(format!("{}: {relation} {}", name(origin), name(first)));
                 }
             }

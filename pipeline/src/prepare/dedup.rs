@@ -23,6 +23,7 @@
 use super::append_log::AppendLog;
 use crate::corpus::Location;
 use crate::{Error, Result};
+use cocolm_shared::manifest::Dedup;
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -37,6 +38,15 @@ pub const DEDUP_FILE: &str = "dedup.bin";
 const HEADER: &[u8; 16] = b"cocolm-dedup\0\0\0\x01";
 /// Bytes per record: fingerprint (16), input index (4), packed location (8), little-endian.
 const RECORD: usize = 28;
+
+/// How a duplicate's detail names the document it repeats under `mode`: `same text as`,
+/// or `similar text to` under `--dedup near`.
+pub fn relation(mode: Dedup) -> &'static str {
+    match mode {
+        Dedup::Near => "similar text to",
+        Dedup::None | Dedup::Exact => "same text as",
+    }
+}
 
 /// The 128-bit fingerprint of a document's normalised text (module docs).
 pub fn fingerprint(text: &str) -> u128 {

@@ -669,10 +669,7 @@ impl Job<'_> {
     /// near`): a duplicate and the document it repeats.
     fn duplicate_detail(&self, location: Option<corpus::Location>, origin: Origin) -> String {
         let path = &self.files[origin.input as usize].name;
-        let relation = match self.options.dedup {
-            Dedup::Near => "similar text to",
-            _ => "same text as",
-        };
+        let relation = dedup::relation(self.options.dedup);
         let first = match origin.location() {
             Some(location) => format!("{relation} {path} {location}"),
             None => format!("{relation} {path}"),
