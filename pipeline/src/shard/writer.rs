@@ -34,6 +34,26 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Ask the kernel to start writing the file's dirty pages to disk now, without waiting
+/// for them. The fsync that commits the shard then finds most of its bytes already
+/// written instead of the whole shard still in memory: on a 54 MB shard that fsync took
+/// 63 ms at the end of the job, while the tokenizer threads had nothing left to do.
+/// Durability still rests on that fsync; this only moves the disk's work earlier.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `sync_file_range` reads no memory of ours; the descriptor is open for the
+    // life of `file`. Offset 0 and length 0 name the whole file; SYNC_FILE_RANGE_WRITE
+    // starts writeback of the dirty pages and returns. A failure (a file system without
+    // support) only loses the head start: the fsync at commit reports real errors.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
+
 struct OpenShard {
     index: usize,
     tmp: PathBuf,
@@ -151,6 +171,7 @@ impl ShardWriter {
             .writer
             .write(&batch)
             .map_err(|e| Error::format(&shard.tmp, e))?;
+        start_writeback(shard.writer.get_ref().inner.get_ref());
         shard.batch_rows.push(rows);
         shard.rows += rows;
         shard.tokens += tokens;
