@@ -475,8 +475,9 @@ pub struct BenchDataVsComputeArgs {
     /// Loader worker counts to try.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub workers: Vec<usize>,
-    /// The consumer: the real trainer on the CPU, or a simulated one consuming at a
-    /// target rate (implied by --target-tokens-per-s and --target).
+    /// The consumer: the real trainer (on the configured device and precision), or a
+    /// simulated one consuming at a target rate (implied by --target-tokens-per-s and
+    /// --target).
     #[arg(long, value_enum, default_value_t = ConsumerKind::Real)]
     pub consumer: ConsumerKind,
     /// Simulated consumer: this many tokens (batch positions) per second.
@@ -498,12 +499,15 @@ pub struct BenchDataVsComputeArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The real consumer's device, precision and other configuration values.
+    #[command(flatten)]
+    pub overrides: ConfigOverrides,
 }
 
 /// What consumes the batches in `bench data-vs-compute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConsumerKind {
-    /// The trainer, on the CPU.
+    /// The trainer, on the configured device and precision.
     Real,
     /// A consumer that takes each batch's time at a target rate.
     Simulated,

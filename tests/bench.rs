@@ -1,7 +1,7 @@
 //! `cocolm bench data-vs-compute` end to end: its verdicts follow the consumer's rate.
 
 use crate::train::{shards, tiny_config};
-use crate::util::run_ok;
+use crate::util::{run_err, run_ok};
 use std::path::Path;
 
 fn report(data: &Path, config: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
@@ -61,10 +61,36 @@ fn data_vs_compute_says_which_side_limits_the_run() {
         "consumed at the target rate: {rate}"
     );
 
-    // The real trainer as the consumer, and a target computed from an accelerator.
+    // The real trainer as the consumer, in the configured precision, and a target
+    // computed from an accelerator.
     let real = report(&data, &config, &dir.path().join("real"), &[]);
-    assert_eq!(real["consumer"], "the trainer on the CPU");
+    assert_eq!(real["consumer"], "the trainer on the CPU in fp32");
     assert!(real["consumer_tokens_per_s"].as_f64().unwrap() > 0.0);
+    let bf16 = report(
+        &data,
+        &config,
+        &dir.path().join("bf16"),
+        &["--precision=bf16"],
+    );
+    assert_eq!(
+        bf16["consumer"],
+        "the trainer on the CPU in bf16 (burn-flex)"
+    );
+    assert!(bf16["consumer_tokens_per_s"].as_f64().unwrap() > 0.0);
+    if !cfg!(feature = "cuda") {
+        let err = run_err(&[
+            "bench".to_string(),
+            "data-vs-compute".into(),
+            format!("--data={}", data.display()),
+            format!("--config={}", config.display()),
+            format!("--out={}", dir.path().join("cuda").display()),
+            "--device=cuda".into(),
+        ]);
+        assert!(
+            err.contains("train.device = \"cuda\" needs a build with CUDA support"),
+            "{err}"
+        );
+    }
     let h200 = report(
         &data,
         &config,

@@ -45,7 +45,7 @@ pub fn electra(args: &CheckElectraArgs) -> Result<()> {
 
 #[cfg(not(feature = "cuda"))]
 fn on_gpu(_: &CheckElectraArgs, _: burn::tensor::DType) -> Result<FixtureErrors> {
-    bail!("--device cuda needs a build with CUDA support: `cargo build --release --features cuda`")
+    Err(super::needs_cuda_build("--device cuda"))
 }
 
 #[cfg(feature = "cuda")]

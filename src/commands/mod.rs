@@ -21,6 +21,15 @@ use crate::cli::{
 };
 use anyhow::Result;
 
+/// The error for a CUDA request in a binary built without the `cuda` feature; `what`
+/// names the request (`train.device = "cuda"`, `--device cuda`).
+#[cfg(not(feature = "cuda"))]
+fn needs_cuda_build(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} needs a build with CUDA support: `cargo build --release --features cuda` (this binary was built without it)"
+    )
+}
+
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {

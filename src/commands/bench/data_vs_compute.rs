@@ -4,7 +4,9 @@
 //! Three measurements of `--seconds` each, on the run's own data and batch shape:
 //! (a) the loader alone for every worker count, pulled as fast as it delivers; (b) the
 //! consumer alone, on batches that are always ready; (c) both together through the queue.
-//! The consumer is the real trainer on the CPU, or a simulated one that takes each batch
+//! The consumer is the real trainer on the configured device and precision (the CPU in
+//! fp32 or, through burn-flex, bf16/fp16; CUDA device 0 in a `cuda` build), or a
+//! simulated one that takes each batch
 //! for the time a target rate gives it (`--target-tokens-per-s`, or `--target` — an
 //! accelerator's peak at a stated utilisation, divided by the model FLOPs per token of the
 //! COCO-LM step). Worker start-up (until the first step's batches are there) is timed
@@ -19,8 +21,9 @@ use anyhow::{Context, Result, bail};
 use cocolm_pipeline::loader::blend::Blend;
 use cocolm_pipeline::loader::{BatchPlan, Loader, LoaderOptions};
 use cocolm_pipeline::queue::QueueMetrics;
-use cocolm_shared::{Batch, LoaderCursor, RunConfig};
-use cocolm_trainer::CpuBackend;
+use cocolm_shared::{Batch, Device, LoaderCursor, Precision, RunConfig};
+use cocolm_trainer::backend::{CpuBackend, FlexBackend};
+use cocolm_trainer::kernels::TrainBackend;
 use cocolm_trainer::step::{DataParallel, Trainer};
 use serde::Serialize;
 use std::io::Write;
@@ -59,12 +62,50 @@ impl Consumer for Simulated {
     }
 }
 
-/// The trainer on the CPU.
-struct Real {
-    trainer: Trainer<CpuBackend>,
+/// The trainer, on one device of backend `B`.
+struct Real<B: TrainBackend> {
+    trainer: Trainer<B>,
 }
 
-impl Consumer for Real {
+impl<B: TrainBackend> Real<B> {
+    fn boxed(config: &RunConfig, device: &B::Device) -> Result<Box<dyn Consumer>> {
+        let trainer = Trainer::<B>::with_topology(config, device, DataParallel::Single)?;
+        Ok(Box::new(Real { trainer }))
+    }
+}
+
+/// The trainer on the configured device and precision, and its description.
+fn real_consumer(config: &RunConfig) -> Result<(Box<dyn Consumer>, String)> {
+    let precision = config.train.precision;
+    Ok(match (config.train.device, precision) {
+        (Device::Cpu, Precision::Fp32) => (
+            Real::<CpuBackend>::boxed(config, &Default::default())?,
+            "the trainer on the CPU in fp32".into(),
+        ),
+        (Device::Cpu, _) => (
+            Real::<FlexBackend>::boxed(config, &Default::default())?,
+            format!("the trainer on the CPU in {precision} (burn-flex)"),
+        ),
+        (Device::Cuda, _) => (
+            cuda_consumer(config)?,
+            format!("the trainer on CUDA device 0 in {precision}"),
+        ),
+    })
+}
+
+/// The trainer on GPU 0, after checking the driver, the device and the libraries.
+#[cfg(feature = "cuda")]
+fn cuda_consumer(config: &RunConfig) -> Result<Box<dyn Consumer>> {
+    cocolm_trainer::backend::check_cuda(0, false)?;
+    Real::<cocolm_trainer::backend::CudaBackend>::boxed(config, &crate::commands::cuda::device(0))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_consumer(_: &RunConfig) -> Result<Box<dyn Consumer>> {
+    Err(crate::commands::needs_cuda_build("train.device = \"cuda\""))
+}
+
+impl<B: TrainBackend> Consumer for Real<B> {
     fn consume(&mut self, step: &[Batch]) -> Result<()> {
         self.trainer.train_step(step)?;
         Ok(())
@@ -151,7 +192,7 @@ pub fn run(args: &BenchDataVsComputeArgs) -> Result<()> {
     {
         bail!("--seconds must be positive and --workers a list of counts ≥ 1");
     }
-    let mut config = RunConfig::from_toml_file(&args.config)?;
+    let mut config = RunConfig::from_toml_file_with(&args.config, &args.overrides.assignments())?;
     let sets = crate::commands::train::data::open(&args.data, false)?;
     let (vocab, seq_len) = {
         let m = sets[0].manifest();
@@ -181,16 +222,7 @@ pub fn run(args: &BenchDataVsComputeArgs) -> Result<()> {
             }),
             name,
         ),
-        None => (
-            Box::new(Real {
-                trainer: Trainer::<CpuBackend>::with_topology(
-                    &config,
-                    &Default::default(),
-                    DataParallel::Single,
-                )?,
-            }),
-            "the trainer on the CPU".into(),
-        ),
+        None => real_consumer(&config)?,
     };
 
     let phases = 1 + 2 * args.workers.len() as u64;

@@ -319,9 +319,7 @@ pub fn train(args: &BenchTrainArgs) -> Result<()> {
 
 #[cfg(not(feature = "cuda"))]
 fn train_on_gpu(_: &RunConfig, _: BenchOptions, _: bool) -> Result<BenchReport> {
-    anyhow::bail!(
-        "train.device = \"cuda\" needs a build with CUDA support: `cargo build --release --features cuda` (this binary was built without it)"
-    )
+    Err(crate::commands::needs_cuda_build("train.device = \"cuda\""))
 }
 
 #[cfg(feature = "cuda")]

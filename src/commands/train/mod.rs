@@ -407,7 +407,8 @@ fn run_on_gpu(
     _hooks: &mut Hooks<'_>,
 ) -> Result<RunSummary> {
     bail!(
-        "train.device = \"cuda\" needs a build with CUDA support: `cargo build --release --features cuda` (this binary was built without it); or train on the CPU with --device cpu"
+        "{}; or train on the CPU with --device cpu",
+        super::needs_cuda_build("train.device = \"cuda\"")
     )
 }
 
