@@ -2,7 +2,9 @@
 //! named string field. Blank lines are not documents; every other line is one.
 //!
 //! Only the text field is materialised: other fields are skipped by the parser without
-//! allocation.
+//! allocation. A line whose first member is the text field takes a faster path
+//! ([`json_text`](super::json_text)); every other line, and every line that path does not
+//! take, goes through serde_json.
 
 use super::source::{ReadFailure, ReadStats, Source};
 use super::{DocumentReader, InputFile, Location, ReadOptions, Record, Reject};
@@ -40,11 +42,10 @@ impl JsonLinesReader {
     }
 
     fn parse_line(&self, at: Option<Location>) -> Record {
-        let mut de = serde_json::Deserializer::from_slice(&self.buf);
-        let extracted = FieldSeed { field: &self.field }
-            .deserialize(&mut de)
-            .and_then(|v| de.end().map(|()| v));
-        match extracted {
+        if let Some(text) = super::json_text::text_field(&self.buf, &self.field) {
+            return Record::from_text(at, text);
+        }
+        match extract(&self.buf, &self.field) {
             // The parser checks UTF-8 inside strings; only a failed line pays for telling
             // invalid UTF-8 apart from malformed JSON.
             Err(e) => match std::str::from_utf8(&self.buf) {
@@ -110,7 +111,16 @@ impl DocumentReader for JsonLinesReader {
     }
 }
 
+/// The text field of `line`, a JSON object, by serde_json.
+fn extract(line: &[u8], field: &str) -> serde_json::Result<Extracted> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    FieldSeed { field }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+}
+
 /// The text field of one JSON object.
+#[derive(Debug, PartialEq)]
 enum Extracted {
     Missing,
     NotString(&'static str),
@@ -183,6 +193,75 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
 mod tests {
     use super::*;
     use crate::corpus::Content;
+    use crate::corpus::json_text::text_field;
+    use proptest::prelude::*;
+
+    /// Strings of characters JSON escapes or must escape, and ones it need not.
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just('"'),
+                Just('\\'),
+                Just('\n'),
+                Just('\u{1}'),
+                Just('é'),
+                Just('😀'),
+                Just('\u{2028}'),
+                proptest::char::range(' ', '~'),
+            ],
+            0..40,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    /// A JSON string: serde_json's spelling, or every UTF-16 unit as `\uXXXX`.
+    fn spell(text: &str, as_units: bool) -> String {
+        if !as_units {
+            return serde_json::to_string(text).unwrap();
+        }
+        let units: String = text.encode_utf16().map(|u| format!("\\u{u:04x}")).collect();
+        format!("\"{units}\"")
+    }
+
+    proptest! {
+        /// The fast path answers only what serde_json answers, and takes every valid line
+        /// of its shape; damaged lines (cut anywhere, a byte replaced) included.
+        #[test]
+        fn the_fast_path_agrees_with_serde_json(
+            text in text(),
+            as_units in any::<bool>(),
+            ws in prop_oneof![Just(""), Just(" "), Just("\t\r\n ")],
+            (tail, valid) in prop_oneof![
+                Just(("}", true)),
+                Just(("} \n", true)),
+                Just((", \"meta\": {\"a\": [1, \"}\"]}}", true)),
+                Just((", \"text\": \"again\", \"n\": -1.5e-3}", true)),
+                Just((", }", false)),
+                Just((", \"a\": }", false)),
+                Just(("", false)),
+                Just(("} x", false)),
+            ],
+            damage in proptest::option::of((any::<prop::sample::Index>(), any::<u8>(), any::<bool>())),
+        ) {
+            let line = format!("{ws}{{{ws}\"text\"{ws}:{ws}{}{ws}{tail}", spell(&text, as_units));
+            let mut bytes = line.into_bytes();
+            if let Some((at, byte, cut)) = damage {
+                let at = at.index(bytes.len());
+                if cut { bytes.truncate(at) } else { bytes[at] = byte }
+            }
+            let serde = extract(&bytes, "text").ok();
+            match text_field(&bytes, "text") {
+                Some(fast) => prop_assert_eq!(serde, Some(Extracted::Text(fast))),
+                None => prop_assert!(
+                    damage.is_some() || !valid,
+                    "missed a valid line: {:?}", String::from_utf8_lossy(&bytes)
+                ),
+            }
+            if damage.is_none() {
+                prop_assert_eq!(extract(&bytes, "text").is_ok(), valid);
+            }
+        }
+    }
 
     fn read_all(bytes: &[u8], zstd: bool) -> Vec<(Option<Location>, String)> {
         let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@
 //! ([`parquet`]).
 
 pub mod input;
+mod json_text;
 pub mod jsonl;
 pub mod parquet;
 pub mod source;
