@@ -586,10 +586,22 @@ impl Manifest {
 
     /// Write atomically: to `manifest.json.tmp`, fsync, then rename over `manifest.json`.
     pub fn write_dir(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(MANIFEST_FILE);
-        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
-        let text = serde_json::to_vec_pretty(self).expect("manifest serialises");
-        write_atomic(&tmp, &path, &text)
+        Self::write_json_dir(dir, &self.to_json())
+    }
+
+    /// The manifest as [`Manifest::write_dir`] writes it.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("manifest serialises")
+    }
+
+    /// Write a manifest serialised by [`Manifest::to_json`] atomically as
+    /// `dir/manifest.json`.
+    pub fn write_json_dir(dir: &Path, json: &[u8]) -> Result<()> {
+        write_atomic(
+            &dir.join(format!("{MANIFEST_FILE}.tmp")),
+            &dir.join(MANIFEST_FILE),
+            json,
+        )
     }
 
     /// Total examples over all shards.
