@@ -3,7 +3,9 @@
 # loopback (Python's http.server, threaded), alternating, ROUNDS rounds (default 3): a few
 # large JSON-lines files, then many small ones (where the 8 objects opened ahead matter).
 # Not part of CI. Usage: benches/object-store.sh [TOKENIZER] (default: a 32K BPE trained on
-# the bundled corpus). Needs a release build (cargo build --release) and python3.
+# the bundled corpus). Needs a release build (cargo build --release) and python3. With MOTO
+# set to a Python that has `moto[server]` (and so boto3), the same files are also uploaded
+# to a moto S3 server on loopback and read as `s3://bench/SET/` prefixes.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 COCOLM="${COCOLM:-$repo/target/release/cocolm}"
@@ -45,9 +47,33 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 server=$!
 trap 'kill $server' EXIT
 sleep 1
+kinds="path file http"
+if [ -n "${MOTO:-}" ]; then
+    s3port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$MOTO" -m moto.server -p "$s3port" > /dev/null 2>&1 &
+    moto=$!
+    trap 'kill $server $moto' EXIT
+    sleep 3
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$s3port" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+        AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+    "$MOTO" - "$scratch" <<'PYEOF'
+import boto3, os, sys
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket="bench")
+for set_ in ("large", "small"):
+    for name in sorted(os.listdir(f"{sys.argv[1]}/{set_}")):
+        if name != "done":
+            s3.upload_file(f"{sys.argv[1]}/{set_}/{name}", "bench", f"{set_}/{name}")
+PYEOF
+    kinds="$kinds s3"
+fi
 
 inputs() { # KIND SET → the input arguments
     local kind=$1 set=$2
+    if [ "$kind" = s3 ]; then
+        echo "s3://bench/$set/"
+        return
+    fi
     for f in $(cd "$scratch" && ls "$set" | grep -v '^done$' | sort); do
         case $kind in
             path) echo "$scratch/$set/$f" ;;
@@ -72,13 +98,13 @@ for set in large small; do
     bytes=$(du -sb "$scratch/$set" | cut -f1)
     declare -A times=()
     for round in $(seq "$ROUNDS"); do
-        for kind in path file http; do
+        for kind in $kinds; do
             times[$kind]+="$(run "$kind" "$set") "
         done
     done
-    cmp -s "$scratch/out-path-$set/shard-00000.arrow" "$scratch/out-http-$set/shard-00000.arrow" \
-        && same=yes || same=NO
-    for kind in path file http; do
+    for kind in $kinds; do
+        cmp -s "$scratch/out-path-$set/shard-00000.arrow" "$scratch/out-$kind-$set/shard-00000.arrow" \
+            && same=yes || same=NO
         python3 - "$set" "$kind" "$bytes" "${times[$kind]}" "$same" <<'PYEOF'
 import statistics, sys
 set_, kind, size, times, same = sys.argv[1], sys.argv[2], int(sys.argv[3]), sorted(map(float, sys.argv[4].split())), sys.argv[5]

@@ -128,6 +128,13 @@ fn prepare_reads_a_prefix_from_an_s3_compatible_server() {
         stderr.contains("skipped s3://corpus/data/sub/notes.md"),
         "{stderr}"
     );
+    // A HEAD (is the URL an object? no: 404), a listing and a GET per object (3);
+    // nothing failed.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("object stores: 5 requests, 0 of them failed and were retried"),
+        "{stdout}"
+    );
     let local_out = dir.path().join("local-out");
     crate::util::run_ok(&{
         let mut a = prepare_args(&local, &tokenizer, &local_out, &[]);

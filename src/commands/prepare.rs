@@ -86,6 +86,14 @@ pub fn run(args: &PrepareArgs) -> Result<PrepareReport> {
         report => report?,
     };
     print_summary(args, &report);
+    let requests = options.stores.requests();
+    if requests.sent() > 0 {
+        println!(
+            "object stores: {} requests, {} of them failed and were retried",
+            requests.sent(),
+            requests.failed()
+        );
+    }
     Ok(report)
 }
 

@@ -11,7 +11,8 @@
 //! - **Retries**: requests and interrupted response bodies are retried with exponential
 //!   back-off ([`Retry`]; the body resumes from the byte it stopped at, guarded by the
 //!   ETag); what still fails is an [`Error::Remote`] naming the object, which stops the
-//!   job — the same command resumes from the last committed shard.
+//!   job — the same command resumes from the last committed shard. Every request the
+//!   built stores send, and every one that fails, is counted ([`Stores::requests`]).
 //! - **Bounded memory**: an object is streamed through a channel of
 //!   [`STREAM_CHUNKS`] chunks as the store delivers them (tens of KiB each over HTTP);
 //!   [`PREFETCH_OBJECTS`] objects ahead are opened so that many small objects do not
@@ -31,6 +32,10 @@ use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
+
+mod requests;
+use requests::CountingConnector;
+pub use requests::RequestCounts;
 
 /// Chunks of one object buffered ahead of its reader.
 pub const STREAM_CHUNKS: usize = 16;
@@ -93,6 +98,8 @@ struct Inner {
     /// object's path in them) and stores built from URLs.
     stores: Mutex<Registry>,
     runtime: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
+    /// Requests of the stores built from URLs (not of registered ones).
+    requests: Arc<RequestCounts>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -128,6 +135,11 @@ impl Stores {
         let url = parse(base)?;
         self.lock_stores().registered.insert(store_key(&url), store);
         Ok(())
+    }
+
+    /// The requests the stores built from URLs have sent so far, and their failures.
+    pub fn requests(&self) -> &RequestCounts {
+        &self.inner.requests
     }
 
     fn lock_stores(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -166,16 +178,19 @@ impl Stores {
             return Ok((store.clone(), path));
         }
         let retry = self.inner.retry.config();
+        let counting = || CountingConnector(self.inner.requests.clone());
         let built: object_store::Result<Arc<dyn ObjectStore>> = match scheme {
             ObjectStoreScheme::AmazonS3 => object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url.as_str())
                 .with_retry(retry)
+                .with_http_connector(counting())
                 .build()
                 .map(|s| Arc::new(s) as _),
             ObjectStoreScheme::GoogleCloudStorage => {
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(url.as_str())
                     .with_retry(retry)
+                    .with_http_connector(counting())
                     .build()
                     .map(|s| Arc::new(s) as _)
             }
@@ -183,6 +198,7 @@ impl Stores {
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_url(url.as_str())
                     .with_retry(retry)
+                    .with_http_connector(counting())
                     .build()
                     .map(|s| Arc::new(s) as _)
             }
@@ -190,6 +206,7 @@ impl Stores {
                 .with_url(&url[..url::Position::BeforePath])
                 .with_client_options(ClientOptions::new().with_allow_http(true))
                 .with_retry(retry)
+                .with_http_connector(counting())
                 .build()
                 .map(|s| Arc::new(s) as _),
             _ => {

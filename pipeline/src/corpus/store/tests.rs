@@ -264,6 +264,9 @@ fn http_inputs_survive_failed_and_cut_requests() {
     assert_eq!(server.requests("/c/part0.jsonl"), 4);
     assert_eq!(server.requests("/c/part1.jsonl"), 4);
     assert_eq!(server.requests("/c/part2.jsonl"), 3);
+    // The job's own count: those 11 requests, of which the 503, the 500 and the 429 failed.
+    assert_eq!(stores.requests().sent(), 11);
+    assert_eq!(stores.requests().failed(), 3);
 }
 
 #[test]
@@ -285,6 +288,7 @@ fn an_object_that_keeps_failing_stops_the_job_and_the_same_job_resumes() {
         1 + 3,
         "a HEAD, a GET and 2 retries"
     );
+    assert_eq!(stores.requests().failed(), 3, "the GET and its 2 retries");
     let partial = cocolm_shared::Manifest::read_dir(&out).unwrap();
     assert!(
         !partial.shards.is_empty(),
