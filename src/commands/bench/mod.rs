@@ -137,6 +137,7 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     let text_bytes: u64 = texts.iter().map(|t| t.len() as u64).sum();
 
     // Bare encoding: each thread encodes every `threads`-th document.
+    let cpu = crate::memory::cpu_seconds();
     let start = Instant::now();
     let tokens: u64 = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -160,6 +161,7 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
             .sum::<Result<u64>>()
     })?;
     let bare_s = start.elapsed().as_secs_f64();
+    let bare_cpu_s = crate::memory::cpu_seconds() - cpu;
 
     // The whole job, into a scratch directory.
     let scratch = std::env::temp_dir().join(format!("cocolm-bench-prepare-{}", std::process::id()));
@@ -173,10 +175,12 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
         record: tokenizer.record(args.tokenizer.display().to_string()),
         json: tokenizer.json().as_bytes().to_vec(),
     };
+    let cpu = crate::memory::cpu_seconds();
     let start = Instant::now();
     let report =
         cocolm_pipeline::prepare::prepare(&options, &artifact, Arc::new(encoder), &mut |_| {})?;
     let e2e_s = start.elapsed().as_secs_f64();
+    let prepare_cpu_s = crate::memory::cpu_seconds() - cpu;
     let removed = std::fs::remove_dir_all(&scratch);
     let t = report.timings;
     let mb = |bytes: u64, s: f64| bytes as f64 / 1e6 / s;
@@ -200,6 +204,12 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
         e2e_s,
         bare_s / e2e_s
     );
+    println!(
+        "  CPU time: bare {bare_cpu_s:.2} s ({:.2} cores busy), prepare {prepare_cpu_s:.2} s ({:.2} cores busy; {:.2}x the bare CPU)",
+        bare_cpu_s / bare_s,
+        prepare_cpu_s / e2e_s,
+        prepare_cpu_s / bare_cpu_s
+    );
     let ms = |ns: u64| ns as f64 / 1e6;
     println!(
         "  prepare time (ms): read {:.0}, decompress {:.0}, parse {:.0}, encode {:.0} (summed over {threads} workers), pack {:.0}, write {:.0}, packer waited {:.0}",
@@ -215,7 +225,7 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
         "bench": "prepare", "documents": texts.len(), "text_bytes": text_bytes, "threads": threads,
         "seq_len": args.seq_len, "tokens": tokens, "bare_s": bare_s, "prepare_s": e2e_s,
         "bare_mb_per_s": mb(text_bytes, bare_s), "prepare_mb_per_s": mb(text_bytes, e2e_s),
-        "ratio": bare_s / e2e_s, "timings": t,
+        "ratio": bare_s / e2e_s, "bare_cpu_s": bare_cpu_s, "prepare_cpu_s": prepare_cpu_s, "timings": t,
     });
     println!("{json}");
     removed.with_context(|| format!("removing {}", scratch.display()))?;
