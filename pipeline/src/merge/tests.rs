@@ -153,6 +153,59 @@ fn merge_reports_duplicates_across_parts_and_joins_the_side_files() {
     );
 }
 
+/// Near duplication is not transitive, so merged `--dedup near` parts can keep other
+/// documents than one job would (a part keeps X and drops Y as similar to X; the merge
+/// then drops X as similar to an earlier part's document, and Y stays dropped). What
+/// must hold: every document is accounted for once — rejected in its part, reported
+/// by the merge, or recorded as kept with all its band keys — and no two kept documents
+/// share a band key.
+#[test]
+fn near_parts_merged_account_for_every_document_and_keep_no_two_similar() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = with_duplicates(dir.path());
+    let base = PrepareOptions {
+        dedup: Dedup::Near,
+        ..options(&input, &dir.path().join("single"), None)
+    };
+    let single = run(&base).manifest;
+    let part_dirs = parts(dir.path(), &base, 3);
+    let within: u64 = part_dirs
+        .iter()
+        .map(|d| Manifest::read_dir(d).unwrap().totals.documents_rejected)
+        .sum();
+    let out = dir.path().join("merged");
+    let report = merge(&out, &part_dirs).unwrap();
+    assert!(report.cross_part_duplicates > 100);
+    assert!(
+        report.duplicate_examples[0].contains(": similar text to "),
+        "{:?}",
+        report.duplicate_examples
+    );
+
+    let path = out.join(DEDUP_FILE);
+    let mut keys = Vec::new();
+    let mut file = std::fs::File::open(&path).unwrap();
+    dedup::read_records(&path, &mut file, None, |key, origin| {
+        keys.push((key, origin))
+    })
+    .unwrap();
+    let kept: Vec<_> = keys.chunk_by(|a, b| a.1 == b.1).collect();
+    assert!(
+        kept.iter()
+            .all(|doc| doc.len() == crate::prepare::near::BANDS)
+    );
+    assert_eq!(
+        within + report.cross_part_duplicates + kept.len() as u64,
+        single.totals.documents_read
+    );
+    let distinct: std::collections::HashSet<u128> = keys.iter().map(|&(k, _)| k).collect();
+    assert_eq!(
+        distinct.len(),
+        keys.len(),
+        "two kept documents share a band key"
+    );
+}
+
 #[test]
 fn parts_of_other_jobs_or_unfinished_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
