@@ -117,22 +117,30 @@ fn parts_merged_hold_the_single_jobs_documents_in_order() {
     }
 }
 
-#[test]
-fn merge_reports_duplicates_across_parts_and_joins_the_side_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = with_duplicates(dir.path());
+/// The duplicates corpus under `mode`: one job in `dir/single`, and 3 parts merged into
+/// `dir/merged`; the single job's manifest, the documents the parts rejected, and the
+/// merge's report.
+fn dedup_job_and_merged_parts(dir: &Path, mode: Dedup) -> (Manifest, u64, MergeReport) {
+    let input = with_duplicates(dir);
     let base = PrepareOptions {
-        dedup: Dedup::Exact,
-        ..options(&input, &dir.path().join("single"), None)
+        dedup: mode,
+        ..options(&input, &dir.join("single"), None)
     };
     let single = run(&base).manifest;
-    let part_dirs = parts(dir.path(), &base, 3);
+    let part_dirs = parts(dir, &base, 3);
     let within: u64 = part_dirs
         .iter()
         .map(|d| Manifest::read_dir(d).unwrap().totals.documents_rejected)
         .sum();
+    let report = merge(&dir.join("merged"), &part_dirs).unwrap();
+    (single, within, report)
+}
+
+#[test]
+fn merge_reports_duplicates_across_parts_and_joins_the_side_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (single, within, report) = dedup_job_and_merged_parts(dir.path(), Dedup::Exact);
     let out = dir.path().join("merged");
-    let report = merge(&out, &part_dirs).unwrap();
     // One job drops every repeat; the parts drop their own, the merge counts the rest.
     assert_eq!(
         within + report.cross_part_duplicates,
@@ -162,19 +170,8 @@ fn merge_reports_duplicates_across_parts_and_joins_the_side_files() {
 #[test]
 fn near_parts_merged_account_for_every_document_and_keep_no_two_similar() {
     let dir = tempfile::tempdir().unwrap();
-    let input = with_duplicates(dir.path());
-    let base = PrepareOptions {
-        dedup: Dedup::Near,
-        ..options(&input, &dir.path().join("single"), None)
-    };
-    let single = run(&base).manifest;
-    let part_dirs = parts(dir.path(), &base, 3);
-    let within: u64 = part_dirs
-        .iter()
-        .map(|d| Manifest::read_dir(d).unwrap().totals.documents_rejected)
-        .sum();
+    let (single, within, report) = dedup_job_and_merged_parts(dir.path(), Dedup::Near);
     let out = dir.path().join("merged");
-    let report = merge(&out, &part_dirs).unwrap();
     assert!(report.cross_part_duplicates > 100);
     assert!(
         report.duplicate_examples[0].contains(": similar text to "),
