@@ -186,12 +186,33 @@ pub fn normal_cdf(x: f32) -> f32 {
 /// `1/√(2π)`.
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
+/// Run `f` with AVX2 enabled when the CPU has it, so that the loops inlined into it are
+/// vectorised 8 lanes wide instead of baseline x86-64's 4. The results do not change:
+/// Rust neither fuses nor reorders floating-point operations, only the width differs.
+#[inline]
+pub fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// Exact GELU `x·Φ(x)` of every element, in place, on rayon.
 pub fn gelu(x: &mut [f32]) {
     x.par_chunks_mut(4096).for_each(|chunk| {
-        for v in chunk {
-            *v *= normal_cdf(*v);
-        }
+        wide(|| {
+            for v in chunk {
+                *v *= normal_cdf(*v);
+            }
+        })
     });
 }
 
@@ -200,9 +221,11 @@ pub fn gelu_backward(grad: &mut [f32], u: &[f32]) {
     grad.par_chunks_mut(4096)
         .zip(u.par_chunks(4096))
         .for_each(|(g, u)| {
-            for (g, &u) in g.iter_mut().zip(u) {
-                *g *= normal_cdf(u) + u * FRAC_1_SQRT_2PI * exp(-0.5 * u * u);
-            }
+            wide(|| {
+                for (g, &u) in g.iter_mut().zip(u) {
+                    *g *= normal_cdf(u) + u * FRAC_1_SQRT_2PI * exp(-0.5 * u * u);
+                }
+            })
         });
 }
 
@@ -303,23 +326,25 @@ pub fn residual_layer_norm(
         .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .enumerate()
         .for_each(|(task, (((x, a), xhat), rstd))| {
-            for (r, ((x, a), xhat)) in x
-                .chunks_mut(h)
-                .zip(a.chunks(h))
-                .zip(xhat.chunks_mut(h))
-                .enumerate()
-            {
-                let first = (task * ROWS_PER_TASK + r) * h;
-                match dropout {
-                    Some(d) => {
-                        for (k, (x, &a)) in x.iter_mut().zip(a).enumerate() {
-                            *x += a * d.factor(first + k);
+            wide(|| {
+                for (r, ((x, a), xhat)) in x
+                    .chunks_mut(h)
+                    .zip(a.chunks(h))
+                    .zip(xhat.chunks_mut(h))
+                    .enumerate()
+                {
+                    let first = (task * ROWS_PER_TASK + r) * h;
+                    match dropout {
+                        Some(d) => {
+                            for (k, (x, &a)) in x.iter_mut().zip(a).enumerate() {
+                                *x += a * d.factor(first + k);
+                            }
                         }
+                        None => x.iter_mut().zip(a).for_each(|(x, &a)| *x += a),
                     }
-                    None => x.iter_mut().zip(a).for_each(|(x, &a)| *x += a),
+                    rstd[r] = normalise_row(x, xhat, norm);
                 }
-                rstd[r] = normalise_row(x, xhat, norm);
-            }
+            })
         });
 }
 
@@ -356,23 +381,25 @@ pub fn layer_norm_backward(
         .zip(xhat.par_chunks(block))
         .zip(rstd.par_chunks(ROWS_PER_TASK))
         .map(|((grad, xhat), rstd)| {
-            let mut d_gamma = vec![0.0f32; h];
-            let mut d_beta = vec![0.0f32; h];
-            for ((g, xh), &rs) in grad.chunks_mut(h).zip(xhat.chunks(h)).zip(rstd) {
-                let (mut sum, mut dot) = (0.0f32, 0.0f32);
-                for k in 0..h {
-                    d_gamma[k] += g[k] * xh[k];
-                    d_beta[k] += g[k];
-                    let gg = g[k] * gamma[k];
-                    sum += gg;
-                    dot += gg * xh[k];
+            wide(|| {
+                let mut d_gamma = vec![0.0f32; h];
+                let mut d_beta = vec![0.0f32; h];
+                for ((g, xh), &rs) in grad.chunks_mut(h).zip(xhat.chunks(h)).zip(rstd) {
+                    let (mut sum, mut dot) = (0.0f32, 0.0f32);
+                    for k in 0..h {
+                        d_gamma[k] += g[k] * xh[k];
+                        d_beta[k] += g[k];
+                        let gg = g[k] * gamma[k];
+                        sum += gg;
+                        dot += gg * xh[k];
+                    }
+                    let (mean, mean_dot) = (sum / h as f32, dot / h as f32);
+                    for k in 0..h {
+                        g[k] = rs * (g[k] * gamma[k] - mean - xh[k] * mean_dot);
+                    }
                 }
-                let (mean, mean_dot) = (sum / h as f32, dot / h as f32);
-                for k in 0..h {
-                    g[k] = rs * (g[k] * gamma[k] - mean - xh[k] * mean_dot);
-                }
-            }
-            (d_gamma, d_beta)
+                (d_gamma, d_beta)
+            })
         })
         .collect();
     let mut d_gamma = vec![0.0f32; h];
@@ -412,7 +439,7 @@ pub fn dropped(x: &[f32], dropout: Option<Dropout>) -> std::borrow::Cow<'_, [f32
     let mut out = x.to_vec();
     out.par_chunks_mut(4096)
         .enumerate()
-        .for_each(|(i, chunk)| d.apply(chunk, i * 4096));
+        .for_each(|(i, chunk)| wide(|| d.apply(chunk, i * 4096)));
     std::borrow::Cow::Owned(out)
 }
 
@@ -440,12 +467,14 @@ pub fn adamw(
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .for_each(|(((p, g), m), v)| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-                let g = g * scale;
-                *m = *m * b1 + g * c1;
-                *v = *v * b2 + g * g * c2;
-                *p = *p * decay - step * (*m / (v.sqrt() + eps));
-            }
+            wide(|| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                    let g = g * scale;
+                    *m = *m * b1 + g * c1;
+                    *v = *v * b2 + g * g * c2;
+                    *p = *p * decay - step * (*m / (v.sqrt() + eps));
+                }
+            })
         });
 }
 
@@ -458,6 +487,34 @@ pub fn add_assign(a: &mut [f32], b: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `wide` changes the vector width, never a result: GELU and its gradient over a
+    /// wide range, bit for bit against the same loops run without it.
+    #[test]
+    fn wide_loops_give_the_same_bits() {
+        let xs: Vec<f32> = (-40_000..40_000).map(|i| i as f32 * 3.3e-4).collect();
+        let mut wide_gelu = xs.clone();
+        gelu(&mut wide_gelu);
+        let narrow: Vec<f32> = xs.iter().map(|&v| v * normal_cdf(v)).collect();
+        assert!(
+            wide_gelu
+                .iter()
+                .zip(&narrow)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        let mut wide_grad = vec![1.5f32; xs.len()];
+        gelu_backward(&mut wide_grad, &xs);
+        let narrow: Vec<f32> = xs
+            .iter()
+            .map(|&u| 1.5 * (normal_cdf(u) + u * FRAC_1_SQRT_2PI * exp(-0.5 * u * u)))
+            .collect();
+        assert!(
+            wide_grad
+                .iter()
+                .zip(&narrow)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
 
     #[test]
     fn exp_matches_std_to_a_few_ulp() {
