@@ -14,7 +14,8 @@
 //! line with serde_json, which gives the text or names the fault. So its `Some` must
 //! always equal serde_json's answer, which the reader's tests check on generated lines.
 
-use serde::de::IgnoredAny;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::fmt;
 
 /// The text of `line` when it is a JSON object whose first member is `field` with a
 /// string value, and the whole line is valid JSON (trailing whitespace allowed).
@@ -40,7 +41,8 @@ pub fn text_field(line: &[u8], field: &str) -> Option<String> {
 }
 
 /// Whether `rest`, what follows the first member's comma, completes a valid object: it
-/// is `{` followed by it, with a key first (so `{"a": 1, }` stays invalid).
+/// is `{` followed by it, with a key first (so `{"a": 1, }` stays invalid), checked as
+/// the reader's serde path checks the members after the text field ([`Members`]).
 fn members_are_valid(rest: &[u8]) -> bool {
     let first = skip_ws(rest, 0);
     if rest.get(first) != Some(&b'"') {
@@ -49,7 +51,35 @@ fn members_are_valid(rest: &[u8]) -> bool {
     let mut object = Vec::with_capacity(rest.len() + 1 - first);
     object.push(b'{');
     object.extend_from_slice(&rest[first..]);
-    serde_json::from_slice::<IgnoredAny>(&object).is_ok()
+    serde_json::from_slice::<Members>(&object).is_ok()
+}
+
+/// The members of an object as the reader's serde path sees the ones after its text
+/// field: each key decoded as a string (escapes, surrogates and UTF-8 checked, as when
+/// it is compared with the field name), each value skipped by serde_json's own rules.
+/// (Skipping the keys too would accept a key with invalid UTF-8 that the reader
+/// rejects.)
+struct Members;
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(Members)
+    }
+}
+
+impl<'de> Visitor<'de> for Members {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        while map.next_key::<String>()?.is_some() {
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(Members)
+    }
 }
 
 fn skip_ws(bytes: &[u8], mut at: usize) -> usize {
@@ -205,6 +235,9 @@ mod tests {
         }
         assert_eq!(text_field(b"{\"text\": \"tab\there\"}", "text"), None);
         assert_eq!(text_field(b"{\"text\": \"a\xff\"}", "text"), None);
+        // A later key the reader would reject: invalid UTF-8, a lone surrogate.
+        assert_eq!(text_field(b"{\"text\": \"a\", \"m\x80\": 1}", "text"), None);
+        assert_eq!(text_field(br#"{"text": "a", "m\ud800": 1}"#, "text"), None);
     }
 
     #[test]
