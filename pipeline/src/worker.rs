@@ -4,7 +4,8 @@
 //! A panic inside a worker becomes [`Error::WorkerPanicked`], naming the thread (whose
 //! name names the stage: `cocolm-read`, `cocolm-encode-N`, `cocolm-loader-N`) and carrying
 //! the panic message. Used by [`crate::queue`] (the loader's workers) and
-//! [`crate::prepare`] (the reader and the tokenizer workers).
+//! [`crate::prepare`] (the reader, the tokenizer workers and the thread writing a fresh
+//! job's opening files).
 //!
 //! Unwind safety: a panicking worker stops, and the error it reports stops the job, so
 //! state it may have left half-updated is not used to produce results afterwards.
@@ -25,6 +26,20 @@ pub(crate) fn report_panic<T>(report: &Sender<Result<T>>, body: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
         let _ = report.send(Err(panicked(payload)));
     }
+}
+
+/// Join a thread spawned to run [`catch_panic`]: its result, or, should a panic escape
+/// anyway, [`Error::WorkerPanicked`] naming `thread`.
+pub(crate) fn join_worker<T>(
+    handle: std::thread::ScopedJoinHandle<'_, Result<T>>,
+    thread: &str,
+) -> Result<T> {
+    handle.join().unwrap_or_else(|payload| {
+        Err(Error::WorkerPanicked {
+            thread: thread.into(),
+            message: panic_message(payload.as_ref()),
+        })
+    })
 }
 
 /// The error for a panic of the current thread with `payload`.

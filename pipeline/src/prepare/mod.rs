@@ -22,7 +22,7 @@ pub mod part;
 use crate::corpus::{self, Content, InputFile, ReadOptions, ReadStats, Reject, Stores};
 use crate::pack::Packer;
 use crate::shard::writer::ShardWriter;
-use crate::worker::{catch_panic, panic_message, report_panic};
+use crate::worker::{catch_panic, join_worker, report_panic};
 use crate::{Error, Result};
 use accounting::{Accounting, InputLogWriter};
 use cocolm_shared::manifest::{
@@ -424,15 +424,9 @@ type Opened<'scope> = Option<std::thread::ScopedJoinHandle<'scope, Result<()>>>;
 
 /// Wait for the opening files (nothing to wait for once they are written, or on resume).
 fn wait_opened(opened: &mut Opened<'_>) -> Result<()> {
-    match opened.take() {
-        None => Ok(()),
-        Some(handle) => handle.join().unwrap_or_else(|payload| {
-            Err(Error::WorkerPanicked {
-                thread: "cocolm-open".into(),
-                message: panic_message(payload.as_ref()),
-            })
-        }),
-    }
+    opened
+        .take()
+        .map_or(Ok(()), |handle| join_worker(handle, "cocolm-open"))
 }
 
 /// What the packer writes besides the shards and the manifest.
@@ -478,7 +472,9 @@ impl Job<'_> {
             let opened = opening.map(|opening| {
                 std::thread::Builder::new()
                     .name("cocolm-open".into())
-                    .spawn_scoped(scope, move || opening.write(&this.options.out))
+                    .spawn_scoped(scope, move || {
+                        catch_panic(|| opening.write(&this.options.out))
+                    })
                     .expect("spawning the thread writing the opening files")
             });
             let reader = std::thread::Builder::new()
@@ -509,13 +505,7 @@ impl Job<'_> {
             drop(done_tx);
             let side = SideFiles { seen, log, opened };
             let packed = this.pack(manifest, resume, side, done_rx, progress);
-            // The reader catches its own panics; this covers one that escaped anyway.
-            let read = reader.join().unwrap_or_else(|payload| {
-                Err(Error::WorkerPanicked {
-                    thread: "cocolm-read".into(),
-                    message: panic_message(payload.as_ref()),
-                })
-            });
+            let read = join_worker(reader, "cocolm-read");
             (read, packed)
         });
         // A reader failure is the root cause of whatever the packer saw.
