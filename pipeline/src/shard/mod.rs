@@ -20,6 +20,7 @@
 //! `*.arrow.tmp`, fsynced, and renamed, so a listed shard is always complete.
 
 pub mod reader;
+mod sync;
 pub mod writer;
 
 use arrow::datatypes::{DataType, Field, Schema};

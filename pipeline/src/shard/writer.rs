@@ -1,5 +1,6 @@
 //! Writing shards: examples in, complete renamed shard files and their records out.
 
+use super::sync::BackgroundSync;
 use super::{schema, shard_file_name};
 use crate::{Error, Result};
 use arrow::array::{ArrayRef, ListArray, UInt32Array, UInt64Array};
@@ -34,30 +35,14 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Ask the kernel to start writing the file's dirty pages to disk now, without waiting
-/// for them. The fsync that commits the shard then finds most of its bytes already
-/// written instead of the whole shard still in memory: on a 54 MB shard that fsync took
-/// 63 ms at the end of the job, while the tokenizer threads had nothing left to do.
-/// Durability still rests on that fsync; this only moves the disk's work earlier.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `sync_file_range` reads no memory of ours; the descriptor is open for the
-    // life of `file`. Offset 0 and length 0 name the whole file; SYNC_FILE_RANGE_WRITE
-    // starts writeback of the dirty pages and returns. A failure (a file system without
-    // support) only loses the head start: the fsync at commit reports real errors.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File) {}
+/// Capacity of the buffer between the IPC writer and a shard file.
+const WRITE_BUFFER: usize = 64 << 10;
 
 struct OpenShard {
     index: usize,
     tmp: PathBuf,
     writer: StreamWriter<HashingWriter<BufWriter<File>>>,
+    sync: Option<BackgroundSync>,
     rows: u64,
     tokens: u64,
     batch_offsets: Vec<u64>,
@@ -129,8 +114,12 @@ impl ShardWriter {
         let index = self.next_index;
         let tmp = self.dir.join(format!("{}.tmp", shard_file_name(index)));
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let sync = BackgroundSync::start(&file);
         let sink = HashingWriter {
-            inner: BufWriter::with_capacity(4 << 20, file),
+            // Small: it gathers the IPC messages' headers and padding, while a column's
+            // values (larger than this) go to the file without a copy (`BufWriter`
+            // writes a slice larger than its buffer directly).
+            inner: BufWriter::with_capacity(WRITE_BUFFER, file),
             hasher: Sha256::new(),
             written: 0,
         };
@@ -141,6 +130,7 @@ impl ShardWriter {
             index,
             tmp,
             writer,
+            sync,
             rows: 0,
             tokens: 0,
             batch_offsets: Vec::new(),
@@ -171,7 +161,9 @@ impl ShardWriter {
             .writer
             .write(&batch)
             .map_err(|e| Error::format(&shard.tmp, e))?;
-        start_writeback(shard.writer.get_ref().inner.get_ref());
+        if let Some(sync) = &mut shard.sync {
+            sync.written(shard.writer.get_ref().written);
+        }
         shard.batch_rows.push(rows);
         shard.rows += rows;
         shard.tokens += tokens;
@@ -206,6 +198,9 @@ impl ShardWriter {
         let file = inner
             .into_inner()
             .map_err(|e| Error::io(&shard.tmp, e.into_error()))?;
+        if let Some(sync) = shard.sync.take() {
+            sync.finish().map_err(|e| Error::io(&shard.tmp, e))?;
+        }
         file.sync_all().map_err(|e| Error::io(&shard.tmp, e))?;
         drop(file);
         let name = shard_file_name(shard.index);
