@@ -544,6 +544,9 @@ pub struct BenchPrepareArgs {
     /// Tokens per example.
     #[arg(long, default_value_t = 512)]
     pub seq_len: usize,
+    /// Rounds, each the bare encoding then the whole job; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// How documents are read.
     #[command(flatten)]
     pub read: ReadArgs,

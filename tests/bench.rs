@@ -102,3 +102,35 @@ fn data_vs_compute_says_which_side_limits_the_run() {
         "{h200}"
     );
 }
+
+#[test]
+fn bench_prepare_alternates_rounds_and_reports_medians() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = crate::prepare::small_tokenizer(dir.path());
+    let out = run_ok(&[
+        "bench".to_string(),
+        "prepare".into(),
+        format!("--input={}", crate::prepare::moby().display()),
+        format!("--tokenizer={}", tokenizer.display()),
+        "--threads=2".into(),
+        "--rounds=3".into(),
+    ]);
+    assert_eq!(out.matches("\nround ").count(), 3, "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let rounds = json["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3);
+    let mut prepare_s: Vec<f64> = rounds
+        .iter()
+        .map(|r| r["prepare_s"].as_f64().unwrap())
+        .collect();
+    prepare_s.sort_by(f64::total_cmp);
+    assert_eq!(
+        json["prepare_s"].as_f64().unwrap(),
+        prepare_s[1],
+        "the median"
+    );
+    // Every round encodes the same text into the same tokens.
+    assert!(rounds.iter().all(|r| r["tokens"] == rounds[0]["tokens"]));
+    assert!(rounds[0]["tokens"].as_u64().unwrap() > 1000);
+    assert!(json["ratio"].as_f64().unwrap() > 0.0);
+}

@@ -122,12 +122,14 @@ pub fn loader(args: &BenchLoaderArgs) -> Result<()> {
 }
 
 /// `cocolm bench prepare`: bare encoding of the texts held in memory, then the whole
-/// prepare job on the same inputs, with the same threads.
+/// prepare job on the same inputs, with the same threads; `--rounds` times, alternating.
 pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (tokenizer, encoder) = super::prepare::load_tokenizer(&args.tokenizer)?;
+    let encoder = Arc::new(encoder);
     let read = super::tokenizer::read_options(&args.read);
     let stores = super::tokenizer::stores(&args.read);
     let (files, _) = corpus::discover(&args.inputs, &stores)?;
@@ -135,15 +137,123 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     let texts: Vec<String> = documents.by_ref().collect();
     documents.finish()?;
     let text_bytes: u64 = texts.iter().map(|t| t.len() as u64).sum();
+    let scratch = std::env::temp_dir().join(format!("cocolm-bench-prepare-{}", std::process::id()));
+    let mut options = PrepareOptions::new(args.inputs.clone(), scratch.clone());
+    options.seq_len = args.seq_len;
+    options.read = read;
+    options.stores = stores;
+    options.threads = threads;
+    let artifact = TokenizerArtifact {
+        record: tokenizer.record(args.tokenizer.display().to_string()),
+        json: tokenizer.json().as_bytes().to_vec(),
+    };
+    println!(
+        "prepare bench: {} documents, {:.1} MB of text, {} threads, seq_len {}, {} rounds",
+        texts.len(),
+        text_bytes as f64 / 1e6,
+        threads,
+        args.seq_len,
+        args.rounds
+    );
+    let mb = |s: f64| text_bytes as f64 / 1e6 / s;
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let cpu = crate::memory::cpu_seconds();
+        let start = Instant::now();
+        let tokens = bare_encoding(&texts, &encoder, threads)?;
+        let bare_s = start.elapsed().as_secs_f64();
+        let bare_cpu_s = crate::memory::cpu_seconds() - cpu;
 
-    // Bare encoding: each thread encodes every `threads`-th document.
-    let cpu = crate::memory::cpu_seconds();
-    let start = Instant::now();
-    let tokens: u64 = std::thread::scope(|scope| {
+        // The whole job, into a scratch directory.
+        let _ = std::fs::remove_dir_all(&scratch);
+        let cpu = crate::memory::cpu_seconds();
+        let start = Instant::now();
+        let report =
+            cocolm_pipeline::prepare::prepare(&options, &artifact, encoder.clone(), &mut |_| {})?;
+        let prepare_s = start.elapsed().as_secs_f64();
+        let prepare_cpu_s = crate::memory::cpu_seconds() - cpu;
+        std::fs::remove_dir_all(&scratch)
+            .with_context(|| format!("removing {}", scratch.display()))?;
+        let t = report.timings;
+        println!(
+            "round {round}: bare {bare_s:.3} s ({:.0} MB/s, CPU {bare_cpu_s:.2} s), prepare {prepare_s:.3} s ({:.0} MB/s, CPU {prepare_cpu_s:.2} s) = {:.2}x",
+            mb(bare_s),
+            mb(prepare_s),
+            bare_s / prepare_s
+        );
+        println!(
+            "  prepare time (ms): read {:.0}, decompress {:.0}, parse {:.0}, encode {:.0} (summed over {threads} workers), pack {:.0}, write {:.0}, packer waited {:.0}",
+            ms(t.read_ns),
+            ms(t.decompress_ns),
+            ms(t.parse_ns),
+            ms(t.encode_ns),
+            ms(t.pack_ns),
+            ms(t.write_ns),
+            ms(t.wait_ns)
+        );
+        rounds.push(serde_json::json!({
+            "tokens": tokens, "bare_s": bare_s, "prepare_s": prepare_s, "bare_cpu_s": bare_cpu_s,
+            "prepare_cpu_s": prepare_cpu_s, "timings": t,
+        }));
+    }
+    let field = |name: &str| -> Vec<f64> {
+        let mut v: Vec<f64> = rounds
+            .iter()
+            .map(|r| r[name].as_f64().unwrap_or(f64::NAN))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let median = |v: &[f64]| v[v.len() / 2];
+    let (bare, prepared) = (field("bare_s"), field("prepare_s"));
+    let (bare_cpu, prepare_cpu) = (field("bare_cpu_s"), field("prepare_cpu_s"));
+    let (bare_s, prepare_s) = (median(&bare), median(&prepared));
+    let spread = |v: &[f64]| format!("{:.3}-{:.3} s", v[0], v[v.len() - 1]);
+    println!(
+        "  bare encoding: {:>8.1} MB/s (median {bare_s:.3} s, {})",
+        mb(bare_s),
+        spread(&bare)
+    );
+    println!(
+        "  prepare:       {:>8.1} MB/s (median {prepare_s:.3} s, {}) = {:.2}x bare encoding by median, {:.2}x by fastest",
+        mb(prepare_s),
+        spread(&prepared),
+        bare_s / prepare_s,
+        bare[0] / prepared[0]
+    );
+    println!(
+        "  CPU time (median): bare {:.2} s ({:.2} cores busy), prepare {:.2} s ({:.2} cores busy; {:.2}x the bare CPU)",
+        median(&bare_cpu),
+        median(&bare_cpu) / bare_s,
+        median(&prepare_cpu),
+        median(&prepare_cpu) / prepare_s,
+        median(&prepare_cpu) / median(&bare_cpu)
+    );
+    let json = serde_json::json!({
+        "bench": "prepare", "documents": texts.len(), "text_bytes": text_bytes, "threads": threads,
+        "seq_len": args.seq_len, "bare_s": bare_s, "prepare_s": prepare_s,
+        "bare_mb_per_s": mb(bare_s), "prepare_mb_per_s": mb(prepare_s),
+        "ratio": bare_s / prepare_s, "bare_cpu_s": median(&bare_cpu),
+        "prepare_cpu_s": median(&prepare_cpu), "rounds": rounds,
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// Encode every text, each of `threads` threads taking every `threads`-th one; the
+/// number of tokens.
+fn bare_encoding(
+    texts: &[String],
+    encoder: &cocolm_pipeline::tokenizer::Encoder,
+    threads: usize,
+) -> Result<u64> {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (texts, encoder) = (&texts, &encoder);
-                scope.spawn(move || -> Result<u64> {
+                // Named, so a profile tells these threads from the job's.
+                let thread = std::thread::Builder::new().name(format!("cocolm-bare-{t}"));
+                thread.spawn_scoped(scope, move || -> Result<u64> {
                     let mut ids = Vec::new();
                     let mut n = 0u64;
                     for text in texts.iter().skip(t).step_by(threads) {
@@ -154,82 +264,13 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
                     Ok(n)
                 })
             })
-            .collect();
+            .collect::<std::io::Result<_>>()
+            .context("starting the bare encoding threads")?;
         handles
             .into_iter()
             .map(|h| h.join().expect("encoder thread"))
             .sum::<Result<u64>>()
-    })?;
-    let bare_s = start.elapsed().as_secs_f64();
-    let bare_cpu_s = crate::memory::cpu_seconds() - cpu;
-
-    // The whole job, into a scratch directory.
-    let scratch = std::env::temp_dir().join(format!("cocolm-bench-prepare-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let mut options = PrepareOptions::new(args.inputs.clone(), scratch.clone());
-    options.seq_len = args.seq_len;
-    options.read = read;
-    options.stores = stores;
-    options.threads = threads;
-    let artifact = TokenizerArtifact {
-        record: tokenizer.record(args.tokenizer.display().to_string()),
-        json: tokenizer.json().as_bytes().to_vec(),
-    };
-    let cpu = crate::memory::cpu_seconds();
-    let start = Instant::now();
-    let report =
-        cocolm_pipeline::prepare::prepare(&options, &artifact, Arc::new(encoder), &mut |_| {})?;
-    let e2e_s = start.elapsed().as_secs_f64();
-    let prepare_cpu_s = crate::memory::cpu_seconds() - cpu;
-    let removed = std::fs::remove_dir_all(&scratch);
-    let t = report.timings;
-    let mb = |bytes: u64, s: f64| bytes as f64 / 1e6 / s;
-    println!(
-        "prepare bench: {} documents, {:.1} MB of text, {} threads, seq_len {}",
-        texts.len(),
-        text_bytes as f64 / 1e6,
-        threads,
-        args.seq_len
-    );
-    println!(
-        "  bare encoding: {:>8.1} MB/s {:>12.0} tokens/s ({:.2} s)",
-        mb(text_bytes, bare_s),
-        tokens as f64 / bare_s,
-        bare_s
-    );
-    println!(
-        "  prepare:       {:>8.1} MB/s {:>12.0} tokens/s ({:.2} s) = {:.2}x bare encoding",
-        mb(text_bytes, e2e_s),
-        tokens as f64 / e2e_s,
-        e2e_s,
-        bare_s / e2e_s
-    );
-    println!(
-        "  CPU time: bare {bare_cpu_s:.2} s ({:.2} cores busy), prepare {prepare_cpu_s:.2} s ({:.2} cores busy; {:.2}x the bare CPU)",
-        bare_cpu_s / bare_s,
-        prepare_cpu_s / e2e_s,
-        prepare_cpu_s / bare_cpu_s
-    );
-    let ms = |ns: u64| ns as f64 / 1e6;
-    println!(
-        "  prepare time (ms): read {:.0}, decompress {:.0}, parse {:.0}, encode {:.0} (summed over {threads} workers), pack {:.0}, write {:.0}, packer waited {:.0}",
-        ms(t.read_ns),
-        ms(t.decompress_ns),
-        ms(t.parse_ns),
-        ms(t.encode_ns),
-        ms(t.pack_ns),
-        ms(t.write_ns),
-        ms(t.wait_ns)
-    );
-    let json = serde_json::json!({
-        "bench": "prepare", "documents": texts.len(), "text_bytes": text_bytes, "threads": threads,
-        "seq_len": args.seq_len, "tokens": tokens, "bare_s": bare_s, "prepare_s": e2e_s,
-        "bare_mb_per_s": mb(text_bytes, bare_s), "prepare_mb_per_s": mb(text_bytes, e2e_s),
-        "ratio": bare_s / e2e_s, "bare_cpu_s": bare_cpu_s, "prepare_cpu_s": prepare_cpu_s, "timings": t,
-    });
-    println!("{json}");
-    removed.with_context(|| format!("removing {}", scratch.display()))?;
-    Ok(())
+    })
 }
 
 /// `cocolm bench train`: full COCO-LM steps (generator, sampling, corrector, backward,
