@@ -40,84 +40,73 @@ impl JsonLinesReader {
             buf: Vec::new(),
         })
     }
-}
 
-/// The record of one line: its text field's string, or why it was rejected.
-fn parse_line(line: &[u8], field: &str, at: Option<Location>) -> Record {
-    if let Some(text) = super::json_text::text_field(line, field) {
-        return Record::from_text(at, text);
-    }
-    match extract(line, field) {
-        // The parser checks UTF-8 inside strings; only a failed line pays for telling
-        // invalid UTF-8 apart from malformed JSON.
-        Err(e) => match std::str::from_utf8(line) {
-            Err(bad) => Record::rejected(
-                at,
-                Reject::InvalidUtf8,
-                format!("invalid utf-8 at byte {} of the line", bad.valid_up_to()),
-            ),
-            Ok(_) => Record::rejected(at, Reject::MalformedJson, e.to_string()),
-        },
-        Ok(Extracted::Missing) => {
-            Record::rejected(at, Reject::MissingField, format!("no field {:?}", field))
+    fn parse_line(&self, at: Option<Location>) -> Record {
+        if let Some(text) = super::json_text::text_field(&self.buf, &self.field) {
+            return Record::from_text(at, text);
         }
-        Ok(Extracted::NotString(kind)) => Record::rejected(
-            at,
-            Reject::NotAString,
-            format!("field {:?} is {kind}", field),
-        ),
-        Ok(Extracted::Text(text)) => Record::from_text(at, text),
+        match extract(&self.buf, &self.field) {
+            // The parser checks UTF-8 inside strings; only a failed line pays for telling
+            // invalid UTF-8 apart from malformed JSON.
+            Err(e) => match std::str::from_utf8(&self.buf) {
+                Err(bad) => Record::rejected(
+                    at,
+                    Reject::InvalidUtf8,
+                    format!("invalid utf-8 at byte {} of the line", bad.valid_up_to()),
+                ),
+                Ok(_) => Record::rejected(at, Reject::MalformedJson, e.to_string()),
+            },
+            Ok(Extracted::Missing) => Record::rejected(
+                at,
+                Reject::MissingField,
+                format!("no field {:?}", self.field),
+            ),
+            Ok(Extracted::NotString(kind)) => Record::rejected(
+                at,
+                Reject::NotAString,
+                format!("field {:?} is {kind}", self.field),
+            ),
+            Ok(Extracted::Text(text)) => Record::from_text(at, text),
+        }
     }
 }
 
 impl DocumentReader for JsonLinesReader {
     fn next_record(&mut self) -> Result<Option<Record>> {
-        let JsonLinesReader {
-            source,
-            field,
-            max_doc_bytes,
-            line,
-            done,
-            buf,
-        } = self;
-        while !*done {
-            let at = Some(Location::Line(*line + 1));
-            // The line is parsed where it lies in the read buffer (`None`: blank).
-            let read = source.with_line(*max_doc_bytes, buf, |text, len| {
-                if len > *max_doc_bytes {
-                    Some(Record::rejected(
-                        at,
-                        Reject::TooLarge,
-                        format!("{len} bytes exceed --max-doc-bytes {max_doc_bytes}"),
-                    ))
-                } else if text.iter().all(u8::is_ascii_whitespace) {
-                    None
-                } else {
-                    Some(parse_line(text, field, at))
-                }
-            });
-            match read {
-                Ok(Some(record)) => {
-                    *line += 1;
-                    if record.is_some() {
-                        return Ok(record);
-                    }
-                }
+        while !self.done {
+            let len = match self
+                .source
+                .read_line_capped(&mut self.buf, self.max_doc_bytes)
+            {
+                Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(e) => {
-                    *done = true;
-                    return match source.failure(e) {
+                    self.done = true;
+                    return match self.source.failure(e) {
                         ReadFailure::Corrupt(detail) => Ok(Some(Record::rejected(
-                            at,
+                            Some(Location::Line(self.line + 1)),
                             Reject::CorruptCompression,
-                            format!("{detail} (from line {} to the end)", *line + 1),
+                            format!("{detail} (from line {} to the end)", self.line + 1),
                         ))),
                         ReadFailure::Fatal(e) => Err(e),
                     };
                 }
+            };
+            self.line += 1;
+            let at = Some(Location::Line(self.line));
+            if len > self.max_doc_bytes {
+                return Ok(Some(Record::rejected(
+                    at,
+                    Reject::TooLarge,
+                    format!("{len} bytes exceed --max-doc-bytes {}", self.max_doc_bytes),
+                )));
             }
+            if self.buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some(self.parse_line(at)));
         }
-        *done = true;
+        self.done = true;
         Ok(None)
     }
 }

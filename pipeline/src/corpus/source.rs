@@ -147,39 +147,6 @@ impl Source {
         }
     }
 
-    /// Call `f` with the next line and its full length, as [`Source::read_line_capped`]
-    /// gives them (at most `cap` bytes kept, the `\n` or `\r\n` not), borrowed from the
-    /// read buffer when the whole line is in it — no copy — and gathered into `spill`
-    /// when it is not. `None` at the end of the stream.
-    pub fn with_line<R>(
-        &mut self,
-        cap: u64,
-        spill: &mut Vec<u8>,
-        f: impl FnOnce(&[u8], u64) -> R,
-    ) -> io::Result<Option<R>> {
-        let chunk = loop {
-            match self.reader.fill_buf() {
-                Ok(chunk) => break chunk,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        if let Some(end) = memchr::memchr(b'\n', chunk) {
-            let mut line = &chunk[..end];
-            if line.len() as u64 <= cap && line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            let total = line.len() as u64;
-            let kept = &line[..cap.min(total) as usize];
-            let out = f(kept, total);
-            self.reader.consume(end + 1);
-            return Ok(Some(out));
-        }
-        Ok(self
-            .read_line_capped(spill, cap)?
-            .map(|total| f(spill, total)))
-    }
-
     /// Read the next line into `buf` (cleared first; the `\n` or `\r\n` is not kept),
     /// keeping at most `cap` bytes. Returns `None` at the end of the stream, otherwise
     /// the full length of the line, which exceeds `cap` when the line was too long.
@@ -245,46 +212,6 @@ mod tests {
         assert_eq!(s.read_line_capped(&mut buf, 4).unwrap(), Some(4));
         assert_eq!(buf, b"last");
         assert_eq!(s.read_line_capped(&mut buf, 4).unwrap(), None);
-    }
-
-    /// Lines read in place give what copied lines give: lengths around the 1 MiB read
-    /// buffer's end (so some lines straddle it), CRLF, empty lines, caps below and above
-    /// a line's length, a last line without a newline.
-    #[test]
-    fn lines_in_place_match_copied_lines() {
-        let mut bytes = Vec::new();
-        let mut len = 1usize;
-        for i in 0..400 {
-            bytes.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
-            bytes.extend_from_slice(if i % 3 == 0 { b"\r\n" } else { b"\n" });
-            if i % 7 == 0 {
-                bytes.push(b'\n');
-            }
-            len = (len * 7 + 13) % 9000;
-        }
-        bytes.extend_from_slice(&vec![b'z'; (1 << 20) + 5]);
-        bytes.extend_from_slice(b"\r\nend");
-        for cap in [0, 3, 4000, 1 << 20, u64::MAX] {
-            let (_f, mut copied) = source_of(&bytes, false);
-            let (_g, mut in_place) = source_of(&bytes, false);
-            let (mut buf, mut spill) = (Vec::new(), Vec::new());
-            let mut lines = 0;
-            loop {
-                let want = copied.read_line_capped(&mut buf, cap).unwrap();
-                let got = in_place
-                    .with_line(cap, &mut spill, |line, total| (line.to_vec(), total))
-                    .unwrap();
-                match (want, got) {
-                    (None, None) => break,
-                    (Some(total), Some((line, got_total))) => {
-                        assert_eq!((&line, got_total), (&buf, total), "line {lines}, cap {cap}")
-                    }
-                    (want, got) => panic!("line {lines}, cap {cap}: {want:?} vs {got:?}"),
-                }
-                lines += 1;
-            }
-            assert!(lines > 400);
-        }
     }
 
     #[test]
