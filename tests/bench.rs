@@ -133,4 +133,13 @@ fn bench_prepare_alternates_rounds_and_reports_medians() {
     assert!(rounds.iter().all(|r| r["tokens"] == rounds[0]["tokens"]));
     assert!(rounds[0]["tokens"].as_u64().unwrap() > 1000);
     assert!(json["ratio"].as_f64().unwrap() > 0.0);
+    if cfg!(target_os = "linux") {
+        // CPU by thread: the tokenizer threads, the reader and the packer each did work.
+        let t = &rounds[0]["timings"];
+        for stage in ["encode_cpu_ns", "read_cpu_ns", "pack_cpu_ns"] {
+            assert!(t[stage].as_u64().unwrap() > 0, "{stage}: {t}");
+        }
+        assert!(rounds[0]["bare_threads_cpu_s"].as_f64().unwrap() > 0.0);
+        assert!(out.contains("CPU by thread"), "{out}");
+    }
 }

@@ -14,6 +14,7 @@
 
 pub mod corpus;
 pub mod corrupt;
+pub mod cpu;
 pub mod error;
 pub mod export;
 pub mod loader;

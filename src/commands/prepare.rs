@@ -161,6 +161,14 @@ fn print_summary(args: &PrepareArgs, report: &PrepareReport) {
             ms(tm.write_ns),
             ms(tm.wait_ns)
         );
+        if tm.encode_cpu_ns > 0 {
+            println!(
+                "CPU (ms): tokenizer threads {:.0}, reader {:.0}, packer {:.0}",
+                ms(tm.encode_cpu_ns),
+                ms(tm.read_cpu_ns),
+                ms(tm.pack_cpu_ns)
+            );
+        }
         let (_, peak, _) = crate::memory::resident();
         println!("peak memory (RSS) {}", bytes(peak as f64));
     }

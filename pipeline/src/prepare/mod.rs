@@ -20,6 +20,7 @@ pub mod output;
 pub mod part;
 
 use crate::corpus::{self, Content, InputFile, ReadOptions, ReadStats, Reject, Stores};
+use crate::cpu;
 use crate::pack::Packer;
 use crate::shard::writer::ShardWriter;
 use crate::worker::{catch_panic, join_worker, report_panic};
@@ -171,6 +172,14 @@ pub struct Timings {
     pub write_ns: u64,
     /// Time the packing thread waited for tokenized chunks.
     pub wait_ns: u64,
+    /// CPU time of the tokenizer threads, summed (the times above are wall times, which
+    /// also count a thread descheduled; these three are 0 where the platform does not
+    /// tell, see [`crate::cpu::thread_ns`]).
+    pub encode_cpu_ns: u64,
+    /// CPU time of the reader thread.
+    pub read_cpu_ns: u64,
+    /// CPU time of the calling thread: reordering, accounting, packing, writing.
+    pub pack_cpu_ns: u64,
 }
 
 /// The outcome of [`prepare`].
@@ -375,6 +384,7 @@ pub fn prepare(
         timings: Timings::default(),
         encode_ns: Arc::new(AtomicU64::new(0)),
         parse_ns: Arc::new(AtomicU64::new(0)),
+        cpu: StageCpu::default(),
         bytes_total,
     };
     job.run(
@@ -391,6 +401,9 @@ pub fn prepare(
     timings.decompress_ns = stats.decompress_ns.load(Ordering::Relaxed);
     timings.parse_ns = job.parse_ns.load(Ordering::Relaxed);
     timings.encode_ns = job.encode_ns.load(Ordering::Relaxed);
+    timings.encode_cpu_ns = job.cpu.encode.load(Ordering::Relaxed);
+    timings.read_cpu_ns = job.cpu.read.load(Ordering::Relaxed);
+    timings.pack_cpu_ns = job.cpu.pack.load(Ordering::Relaxed);
     Ok(PrepareReport {
         manifest,
         resumed,
@@ -447,7 +460,16 @@ struct Job<'a> {
     timings: Timings,
     encode_ns: Arc<AtomicU64>,
     parse_ns: Arc<AtomicU64>,
+    cpu: StageCpu,
     bytes_total: u64,
+}
+
+/// CPU time of the job's threads by stage, in nanoseconds ([`crate::cpu::charge`]).
+#[derive(Default)]
+struct StageCpu {
+    encode: AtomicU64,
+    read: AtomicU64,
+    pack: AtomicU64,
 }
 
 /// A chunk of work: its sequence number, its documents, and whether it is the last.
@@ -480,7 +502,9 @@ impl Job<'_> {
             let reader = std::thread::Builder::new()
                 .name("cocolm-read".into())
                 .spawn_scoped(scope, move || {
-                    catch_panic(|| this.read_inputs(resume, work_tx))
+                    cpu::charge(&this.cpu.read, || {
+                        catch_panic(|| this.read_inputs(resume, work_tx))
+                    })
                 })
                 .expect("spawning the reader thread");
             for w in 0..threads {
@@ -489,14 +513,16 @@ impl Job<'_> {
                 std::thread::Builder::new()
                     .name(format!("cocolm-encode-{w}"))
                     .spawn_scoped(scope, move || {
-                        report_panic(&done_tx, || {
-                            tokenize_chunks(
-                                work_rx,
-                                &done_tx,
-                                &*this.encoder,
-                                this.options.dedup,
-                                &this.encode_ns,
-                            )
+                        cpu::charge(&this.cpu.encode, || {
+                            report_panic(&done_tx, || {
+                                tokenize_chunks(
+                                    work_rx,
+                                    &done_tx,
+                                    &*this.encoder,
+                                    this.options.dedup,
+                                    &this.encode_ns,
+                                )
+                            })
                         })
                     })
                     .expect("spawning a tokenizer thread");
@@ -504,7 +530,9 @@ impl Job<'_> {
             drop(work_rx);
             drop(done_tx);
             let side = SideFiles { seen, log, opened };
-            let packed = this.pack(manifest, resume, side, done_rx, progress);
+            let packed = cpu::charge(&this.cpu.pack, || {
+                this.pack(manifest, resume, side, done_rx, progress)
+            });
             let read = join_worker(reader, "cocolm-read");
             (read, packed)
         });

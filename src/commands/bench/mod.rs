@@ -15,6 +15,7 @@ use cocolm_trainer::bench::{BenchOptions, BenchReport, bench_step};
 use cocolm_trainer::collective::SingleRank;
 use cocolm_trainer::step::DataParallel;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 /// `cocolm bench loader DIR[:WEIGHT]…` (several: a blend).
@@ -161,7 +162,7 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     for round in 1..=args.rounds {
         let cpu = crate::memory::cpu_seconds();
         let start = Instant::now();
-        let tokens = bare_encoding(&texts, &encoder, threads)?;
+        let (tokens, bare_threads_ns) = bare_encoding(&texts, &encoder, threads)?;
         let bare_s = start.elapsed().as_secs_f64();
         let bare_cpu_s = crate::memory::cpu_seconds() - cpu;
 
@@ -194,7 +195,8 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
         );
         rounds.push(serde_json::json!({
             "tokens": tokens, "bare_s": bare_s, "prepare_s": prepare_s, "bare_cpu_s": bare_cpu_s,
-            "prepare_cpu_s": prepare_cpu_s, "timings": t,
+            "prepare_cpu_s": prepare_cpu_s, "bare_threads_cpu_s": bare_threads_ns as f64 / 1e9,
+            "timings": t,
         }));
     }
     let field = |name: &str| -> Vec<f64> {
@@ -230,6 +232,31 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
         median(&prepare_cpu) / prepare_s,
         median(&prepare_cpu) / median(&bare_cpu)
     );
+    // Where prepare's CPU goes, by thread (medians over rounds, each taken apart).
+    let timing = |name: &str| -> f64 {
+        let mut v: Vec<f64> = rounds
+            .iter()
+            .map(|r| r["timings"][name].as_f64().unwrap_or(f64::NAN) / 1e9)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        median(&v)
+    };
+    let (encode_cpu, bare_threads) = (
+        timing("encode_cpu_ns"),
+        median(&field("bare_threads_cpu_s")),
+    );
+    if encode_cpu > 0.0 {
+        let (read_cpu, pack_cpu) = (timing("read_cpu_ns"), timing("pack_cpu_ns"));
+        println!(
+            "  CPU by thread (median, ms): tokenizer threads {:.0} (the bare encoding's {:.0}: {:+.1}%), reader {:.0}, packer {:.0}, the rest (opening, syncing, starting) {:.0}",
+            encode_cpu * 1e3,
+            bare_threads * 1e3,
+            100.0 * (encode_cpu / bare_threads - 1.0),
+            read_cpu * 1e3,
+            pack_cpu * 1e3,
+            (median(&prepare_cpu) - encode_cpu - read_cpu - pack_cpu) * 1e3
+        );
+    }
     let json = serde_json::json!({
         "bench": "prepare", "documents": texts.len(), "text_bytes": text_bytes, "threads": threads,
         "seq_len": args.seq_len, "bare_s": bare_s, "prepare_s": prepare_s,
@@ -241,27 +268,31 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     Ok(())
 }
 
-/// Encode every text, each of `threads` threads taking every `threads`-th one; the
-/// number of tokens.
+/// Encode every text, each of `threads` threads taking every `threads`-th one: the
+/// number of tokens, and the CPU time of those threads.
 fn bare_encoding(
     texts: &[String],
     encoder: &cocolm_pipeline::tokenizer::Encoder,
     threads: usize,
-) -> Result<u64> {
-    std::thread::scope(|scope| {
+) -> Result<(u64, u64)> {
+    let cpu_ns = AtomicU64::new(0);
+    let tokens = std::thread::scope(|scope| {
+        let cpu_ns = &cpu_ns;
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 // Named, so a profile tells these threads from the job's.
                 let thread = std::thread::Builder::new().name(format!("cocolm-bare-{t}"));
                 thread.spawn_scoped(scope, move || -> Result<u64> {
-                    let mut ids = Vec::new();
-                    let mut n = 0u64;
-                    for text in texts.iter().skip(t).step_by(threads) {
-                        ids.clear();
-                        encoder.encode_into(text, &mut ids)?;
-                        n += ids.len() as u64;
-                    }
-                    Ok(n)
+                    cocolm_pipeline::cpu::charge(cpu_ns, || {
+                        let mut ids = Vec::new();
+                        let mut n = 0u64;
+                        for text in texts.iter().skip(t).step_by(threads) {
+                            ids.clear();
+                            encoder.encode_into(text, &mut ids)?;
+                            n += ids.len() as u64;
+                        }
+                        Ok(n)
+                    })
                 })
             })
             .collect::<std::io::Result<_>>()
@@ -270,7 +301,8 @@ fn bare_encoding(
             .into_iter()
             .map(|h| h.join().expect("encoder thread"))
             .sum::<Result<u64>>()
-    })
+    })?;
+    Ok((tokens, cpu_ns.into_inner()))
 }
 
 /// `cocolm bench train`: full COCO-LM steps (generator, sampling, corrector, backward,
