@@ -1,5 +1,6 @@
-//! CPU time of the calling thread, so reports can tell work from waiting and from time
-//! a thread spent descheduled (wall time inside a stage counts both).
+//! CPU time of the process and of the calling thread, so reports can tell work from
+//! waiting and from time a thread spent descheduled (wall time inside a stage counts
+//! both).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,6 +20,28 @@ pub fn thread_ns() -> Option<u64> {
     #[cfg(not(target_os = "linux"))]
     {
         None
+    }
+}
+
+/// CPU time this process has used so far, user and system, over all its threads, in
+/// seconds (0 where `getrusage` is not available).
+pub fn process_seconds() -> f64 {
+    #[cfg(unix)]
+    {
+        // SAFETY: `getrusage` writes one `rusage` into the zeroed value we own.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+                return 0.0;
+            }
+            usage
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+    #[cfg(not(unix))]
+    {
+        0.0
     }
 }
 
@@ -44,6 +67,7 @@ mod tests {
             return;
         }
         let (busy, idle) = (AtomicU64::new(0), AtomicU64::new(0));
+        let process = process_seconds();
         // Spin until this thread's clock shows 20 ms of work (however long that takes
         // on a loaded machine).
         charge(&busy, || {
@@ -53,7 +77,12 @@ mod tests {
         charge(&idle, || {
             std::thread::sleep(std::time::Duration::from_millis(30))
         });
+        let process = process_seconds() - process;
         let (busy, idle) = (busy.into_inner(), idle.into_inner());
+        assert!(
+            process >= 0.02,
+            "the process clock saw {process} s of the spin"
+        );
         assert!(busy >= 20_000_000, "20 ms of spinning charged {busy} ns");
         assert!(idle < 10_000_000, "30 ms of sleep charged {idle} ns");
     }

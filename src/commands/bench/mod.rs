@@ -160,20 +160,20 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     let ms = |ns: u64| ns as f64 / 1e6;
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let cpu = crate::memory::cpu_seconds();
+        let cpu = cocolm_pipeline::cpu::process_seconds();
         let start = Instant::now();
         let (tokens, bare_threads_ns) = bare_encoding(&texts, &encoder, threads)?;
         let bare_s = start.elapsed().as_secs_f64();
-        let bare_cpu_s = crate::memory::cpu_seconds() - cpu;
+        let bare_cpu_s = cocolm_pipeline::cpu::process_seconds() - cpu;
 
         // The whole job, into a scratch directory.
         let _ = std::fs::remove_dir_all(&scratch);
-        let cpu = crate::memory::cpu_seconds();
+        let cpu = cocolm_pipeline::cpu::process_seconds();
         let start = Instant::now();
         let report =
             cocolm_pipeline::prepare::prepare(&options, &artifact, encoder.clone(), &mut |_| {})?;
         let prepare_s = start.elapsed().as_secs_f64();
-        let prepare_cpu_s = crate::memory::cpu_seconds() - cpu;
+        let prepare_cpu_s = cocolm_pipeline::cpu::process_seconds() - cpu;
         std::fs::remove_dir_all(&scratch)
             .with_context(|| format!("removing {}", scratch.display()))?;
         let t = report.timings;
