@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use cocolm_pipeline::corpus;
 use cocolm_pipeline::loader::blend::Blend;
 use cocolm_pipeline::loader::{BatchPlan, Loader, LoaderOptions};
-use cocolm_pipeline::prepare::{PrepareOptions, TokenizerArtifact};
+use cocolm_pipeline::prepare::{PrepareOptions, Timings, TokenizerArtifact};
 use cocolm_pipeline::shard::reader::ShardSet;
 use cocolm_shared::{Device, LoaderCursor, Precision, RunConfig};
 use cocolm_trainer::backend::{CpuBackend, FlexBackend};
@@ -160,20 +160,20 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     let ms = |ns: u64| ns as f64 / 1e6;
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let cpu = cocolm_pipeline::cpu::process_seconds();
-        let start = Instant::now();
-        let (tokens, bare_threads_ns) = bare_encoding(&texts, &encoder, threads)?;
-        let bare_s = start.elapsed().as_secs_f64();
-        let bare_cpu_s = cocolm_pipeline::cpu::process_seconds() - cpu;
+        let ((tokens, bare_threads_ns), bare_s, bare_cpu_s) =
+            measured(|| bare_encoding(&texts, &encoder, threads))?;
 
         // The whole job, into a scratch directory.
         let _ = std::fs::remove_dir_all(&scratch);
-        let cpu = cocolm_pipeline::cpu::process_seconds();
-        let start = Instant::now();
-        let report =
-            cocolm_pipeline::prepare::prepare(&options, &artifact, encoder.clone(), &mut |_| {})?;
-        let prepare_s = start.elapsed().as_secs_f64();
-        let prepare_cpu_s = cocolm_pipeline::cpu::process_seconds() - cpu;
+        let (report, prepare_s, prepare_cpu_s) = measured(|| {
+            let encoder = encoder.clone();
+            Ok(cocolm_pipeline::prepare::prepare(
+                &options,
+                &artifact,
+                encoder,
+                &mut |_| {},
+            )?)
+        })?;
         std::fs::remove_dir_all(&scratch)
             .with_context(|| format!("removing {}", scratch.display()))?;
         let t = report.timings;
@@ -193,23 +193,25 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
             ms(t.write_ns),
             ms(t.wait_ns)
         );
-        rounds.push(serde_json::json!({
-            "tokens": tokens, "bare_s": bare_s, "prepare_s": prepare_s, "bare_cpu_s": bare_cpu_s,
-            "prepare_cpu_s": prepare_cpu_s, "bare_threads_cpu_s": bare_threads_ns as f64 / 1e9,
-            "timings": t,
-        }));
+        rounds.push(Round {
+            tokens,
+            bare_s,
+            prepare_s,
+            bare_cpu_s,
+            prepare_cpu_s,
+            bare_threads_cpu_s: bare_threads_ns as f64 / 1e9,
+            timings: t,
+        });
     }
-    let field = |name: &str| -> Vec<f64> {
-        let mut v: Vec<f64> = rounds
-            .iter()
-            .map(|r| r[name].as_f64().unwrap_or(f64::NAN))
-            .collect();
+    // Each quantity's values over the rounds, sorted: the median is the middle one.
+    let sorted = |f: &dyn Fn(&Round) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v
     };
     let median = |v: &[f64]| v[v.len() / 2];
-    let (bare, prepared) = (field("bare_s"), field("prepare_s"));
-    let (bare_cpu, prepare_cpu) = (field("bare_cpu_s"), field("prepare_cpu_s"));
+    let (bare, prepared) = (sorted(&|r| r.bare_s), sorted(&|r| r.prepare_s));
+    let (bare_cpu, prepare_cpu) = (sorted(&|r| r.bare_cpu_s), sorted(&|r| r.prepare_cpu_s));
     let (bare_s, prepare_s) = (median(&bare), median(&prepared));
     let spread = |v: &[f64]| format!("{:.3}-{:.3} s", v[0], v[v.len() - 1]);
     println!(
@@ -233,20 +235,11 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
         median(&prepare_cpu) / median(&bare_cpu)
     );
     // Where prepare's CPU goes, by thread (medians over rounds, each taken apart).
-    let timing = |name: &str| -> f64 {
-        let mut v: Vec<f64> = rounds
-            .iter()
-            .map(|r| r["timings"][name].as_f64().unwrap_or(f64::NAN) / 1e9)
-            .collect();
-        v.sort_by(f64::total_cmp);
-        median(&v)
-    };
-    let (encode_cpu, bare_threads) = (
-        timing("encode_cpu_ns"),
-        median(&field("bare_threads_cpu_s")),
-    );
+    let cpu = |f: &dyn Fn(&Timings) -> u64| median(&sorted(&|r| f(&r.timings) as f64 / 1e9));
+    let encode_cpu = cpu(&|t| t.encode_cpu_ns);
+    let bare_threads = median(&sorted(&|r| r.bare_threads_cpu_s));
     if encode_cpu > 0.0 {
-        let (read_cpu, pack_cpu) = (timing("read_cpu_ns"), timing("pack_cpu_ns"));
+        let (read_cpu, pack_cpu) = (cpu(&|t| t.read_cpu_ns), cpu(&|t| t.pack_cpu_ns));
         println!(
             "  CPU by thread (median, ms): tokenizer threads {:.0} (the bare encoding's {:.0}: {:+.1}%), reader {:.0}, packer {:.0}, the rest (opening, syncing, starting) {:.0}",
             encode_cpu * 1e3,
@@ -266,6 +259,28 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     });
     println!("{json}");
     Ok(())
+}
+
+/// Run `f`: its result, the wall seconds and the process's CPU seconds it took.
+fn measured<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64, f64)> {
+    let cpu = cocolm_pipeline::cpu::process_seconds();
+    let start = Instant::now();
+    let out = f()?;
+    let wall = start.elapsed().as_secs_f64();
+    Ok((out, wall, cocolm_pipeline::cpu::process_seconds() - cpu))
+}
+
+/// One round of `bench prepare` (seconds), as its JSON report lists it.
+#[derive(serde::Serialize)]
+struct Round {
+    tokens: u64,
+    bare_s: f64,
+    prepare_s: f64,
+    bare_cpu_s: f64,
+    prepare_cpu_s: f64,
+    /// The bare encoding threads' own CPU time.
+    bare_threads_cpu_s: f64,
+    timings: Timings,
 }
 
 /// Encode every text, each of `threads` threads taking every `threads`-th one: the
