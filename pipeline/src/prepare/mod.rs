@@ -382,9 +382,7 @@ pub fn prepare(
         encoder,
         stats: stats.clone(),
         timings: Timings::default(),
-        encode_ns: Arc::new(AtomicU64::new(0)),
-        parse_ns: Arc::new(AtomicU64::new(0)),
-        cpu: StageCpu::default(),
+        stages: StageTimes::default(),
         bytes_total,
     };
     job.run(
@@ -399,11 +397,7 @@ pub fn prepare(
     timings.wall_ns = started.elapsed().as_nanos() as u64;
     timings.read_ns = stats.read_ns.load(Ordering::Relaxed);
     timings.decompress_ns = stats.decompress_ns.load(Ordering::Relaxed);
-    timings.parse_ns = job.parse_ns.load(Ordering::Relaxed);
-    timings.encode_ns = job.encode_ns.load(Ordering::Relaxed);
-    timings.encode_cpu_ns = job.cpu.encode.load(Ordering::Relaxed);
-    timings.read_cpu_ns = job.cpu.read.load(Ordering::Relaxed);
-    timings.pack_cpu_ns = job.cpu.pack.load(Ordering::Relaxed);
+    job.stages.fill(&mut timings);
     Ok(PrepareReport {
         manifest,
         resumed,
@@ -458,18 +452,31 @@ struct Job<'a> {
     encoder: Arc<dyn Encode>,
     stats: Arc<ReadStats>,
     timings: Timings,
-    encode_ns: Arc<AtomicU64>,
-    parse_ns: Arc<AtomicU64>,
-    cpu: StageCpu,
+    stages: StageTimes,
     bytes_total: u64,
 }
 
-/// CPU time of the job's threads by stage, in nanoseconds ([`crate::cpu::charge`]).
+/// What the job's threads report of their time, in nanoseconds, as they go: wall time
+/// in two stages, and each stage's CPU time ([`crate::cpu::charge`]).
 #[derive(Default)]
-struct StageCpu {
-    encode: AtomicU64,
-    read: AtomicU64,
-    pack: AtomicU64,
+struct StageTimes {
+    encode_wall: AtomicU64,
+    parse_wall: AtomicU64,
+    encode_cpu: AtomicU64,
+    read_cpu: AtomicU64,
+    pack_cpu: AtomicU64,
+}
+
+impl StageTimes {
+    /// Copy into the report's timings.
+    fn fill(&self, timings: &mut Timings) {
+        let get = |t: &AtomicU64| t.load(Ordering::Relaxed);
+        timings.encode_ns = get(&self.encode_wall);
+        timings.parse_ns = get(&self.parse_wall);
+        timings.encode_cpu_ns = get(&self.encode_cpu);
+        timings.read_cpu_ns = get(&self.read_cpu);
+        timings.pack_cpu_ns = get(&self.pack_cpu);
+    }
 }
 
 /// A chunk of work: its sequence number, its documents, and whether it is the last.
@@ -502,7 +509,7 @@ impl Job<'_> {
             let reader = std::thread::Builder::new()
                 .name("cocolm-read".into())
                 .spawn_scoped(scope, move || {
-                    cpu::charge(&this.cpu.read, || {
+                    cpu::charge(&this.stages.read_cpu, || {
                         catch_panic(|| this.read_inputs(resume, work_tx))
                     })
                 })
@@ -513,14 +520,14 @@ impl Job<'_> {
                 std::thread::Builder::new()
                     .name(format!("cocolm-encode-{w}"))
                     .spawn_scoped(scope, move || {
-                        cpu::charge(&this.cpu.encode, || {
+                        cpu::charge(&this.stages.encode_cpu, || {
                             report_panic(&done_tx, || {
                                 tokenize_chunks(
                                     work_rx,
                                     &done_tx,
                                     &*this.encoder,
                                     this.options.dedup,
-                                    &this.encode_ns,
+                                    &this.stages.encode_wall,
                                 )
                             })
                         })
@@ -530,7 +537,7 @@ impl Job<'_> {
             drop(work_rx);
             drop(done_tx);
             let side = SideFiles { seen, log, opened };
-            let packed = cpu::charge(&this.cpu.pack, || {
+            let packed = cpu::charge(&this.stages.pack_cpu, || {
                 this.pack(manifest, resume, side, done_rx, progress)
             });
             let read = join_worker(reader, "cocolm-read");
@@ -590,7 +597,8 @@ impl Job<'_> {
         let busy = started.elapsed().saturating_sub(blocked).as_nanos() as u64;
         let io = self.stats.read_ns.load(Ordering::Relaxed)
             + self.stats.decompress_ns.load(Ordering::Relaxed);
-        self.parse_ns
+        self.stages
+            .parse_wall
             .store(busy.saturating_sub(io), Ordering::Relaxed);
         Ok(())
     }
