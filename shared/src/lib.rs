@@ -9,7 +9,8 @@
 //! - [`cursor`]: the exact position of a loader in its epoch, stored in checkpoints;
 //! - [`error`]: the errors these types raise when read from disk;
 //! - [`stop`] and [`lock`]: a clean-stop request and one writer per output folder, for
-//!   the long jobs of both sides.
+//!   the long jobs of both sides;
+//! - [`simd`]: the hot loops of both sides under AVX2 where the CPU has it.
 #![warn(missing_docs)]
 
 pub mod batch;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod hash;
 pub mod lock;
 pub mod manifest;
+pub mod simd;
 pub mod stop;
 
 pub use batch::{Batch, CropView};

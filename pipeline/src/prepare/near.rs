@@ -75,21 +75,10 @@ pub fn band_keys(text: &str) -> [u128; BANDS] {
 /// AVX2 (checked at run time) the 128 multiply-adds and minima of a shingle take 16
 /// vector instructions each.
 fn minhash(words: &[u64]) -> [u32; PERMUTATIONS] {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { minhash_avx2(words) };
-    }
-    minhash_with(words)
+    cocolm_shared::simd::wide(|| minhash_with(words))
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn minhash_avx2(words: &[u64]) -> [u32; PERMUTATIONS] {
-    minhash_with(words)
-}
-
-/// [`minhash`]'s loop, inlined into each instruction-set variant.
+/// [`minhash`]'s loop, inlined into each instruction-set variant of `wide`.
 #[inline(always)]
 fn minhash_with(words: &[u64]) -> [u32; PERMUTATIONS] {
     let (a, b) = &COEFFICIENTS;

@@ -5,6 +5,7 @@
 //! rows sums fixed blocks in a fixed order, so results do not depend on thread timing
 //! (exact resume relies on that).
 
+use cocolm_shared::simd::wide;
 use rayon::prelude::*;
 
 /// Rows per rayon task in row-parallel kernels.
@@ -185,25 +186,6 @@ pub fn normal_cdf(x: f32) -> f32 {
 
 /// `1/√(2π)`.
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
-
-/// Run `f` with AVX2 enabled when the CPU has it, so that the loops inlined into it are
-/// vectorised 8 lanes wide instead of baseline x86-64's 4. The results do not change:
-/// Rust neither fuses nor reorders floating-point operations, only the width differs.
-#[inline]
-pub fn wide<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
-}
 
 /// Exact GELU `x·Φ(x)` of every element, in place, on rayon.
 pub fn gelu(x: &mut [f32]) {
