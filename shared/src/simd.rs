@@ -26,7 +26,8 @@ pub fn wide<R>(f: impl FnOnce() -> R) -> R {
 
 #[cfg(test)]
 mod tests {
-    /// The same integer loop gives the same values with and without [`super::wide`].
+    /// [`super::wide`] runs its closure once and returns its result: the same values as
+    /// the loop run without it.
     #[test]
     fn wide_runs_the_closure_once_with_its_result() {
         let xs: Vec<u32> = (0..10_000u32)
