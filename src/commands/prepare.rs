@@ -168,6 +168,12 @@ fn print_summary(args: &PrepareArgs, report: &PrepareReport) {
                 ms(tm.read_cpu_ns),
                 ms(tm.pack_cpu_ns)
             );
+            if let Some((thread, busy)) = tm.bound_by_one_thread() {
+                println!(
+                    "the {thread} thread was on the CPU {:.0}% of the job: it bounded this job, not tokenization, so more --threads would not help; parts side by side would (--part K/N, then cocolm merge; README: \"Many cores on one machine\")",
+                    100.0 * busy
+                );
+            }
         }
         let (_, peak, _) = crate::memory::resident();
         println!("peak memory (RSS) {}", bytes(peak as f64));

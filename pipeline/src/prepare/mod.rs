@@ -183,6 +183,27 @@ pub struct Timings {
     pub pack_cpu_ns: u64,
 }
 
+impl Timings {
+    /// The single-threaded stage (`"reader"` or `"packer"`) that was on the CPU for at
+    /// least [`BOUND_FRACTION`] of a run of a second or more, and that fraction: such a
+    /// run was bound by that thread, not by tokenization, and more `--threads` would not
+    /// have sped it up (parts side by side would: each has its own reader and packer).
+    pub fn bound_by_one_thread(&self) -> Option<(&'static str, f64)> {
+        if self.wall_ns < 1_000_000_000 {
+            return None;
+        }
+        [("reader", self.read_cpu_ns), ("packer", self.pack_cpu_ns)]
+            .into_iter()
+            .map(|(stage, cpu)| (stage, cpu as f64 / self.wall_ns as f64))
+            .filter(|&(_, busy)| busy >= BOUND_FRACTION)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+/// How much of a run a single thread must have been on the CPU for
+/// [`Timings::bound_by_one_thread`] to name it.
+pub const BOUND_FRACTION: f64 = 0.8;
+
 /// The outcome of [`prepare`].
 #[derive(Debug, Clone)]
 pub struct PrepareReport {

@@ -578,3 +578,34 @@ fn commits_log_finished_inputs_instead_of_rewriting_them() {
         .to_string();
     assert!(err.contains(INPUT_LOG_FILE), "{err}");
 }
+
+/// A reader or packer on the CPU for most of a run of a second or more is named, the
+/// busier of the two; short runs and runs spread over the tokenizer threads are not.
+#[test]
+fn names_the_single_thread_a_run_was_bound_by() {
+    let second = 1_000_000_000;
+    let timings = |wall_ns, read_cpu_ns, pack_cpu_ns| Timings {
+        wall_ns,
+        read_cpu_ns,
+        pack_cpu_ns,
+        encode_cpu_ns: 8 * wall_ns,
+        ..Timings::default()
+    };
+    assert_eq!(
+        timings(2 * second, second / 2, second * 19 / 10).bound_by_one_thread(),
+        Some(("packer", 0.95))
+    );
+    assert_eq!(
+        timings(2 * second, second * 17 / 10, second * 16 / 10).bound_by_one_thread(),
+        Some(("reader", 0.85))
+    );
+    assert_eq!(
+        timings(2 * second, second, second).bound_by_one_thread(),
+        None
+    );
+    // A short run's fractions say little (start-up, the last shard's sync).
+    assert_eq!(
+        timings(second / 2, second / 2, second / 2).bound_by_one_thread(),
+        None
+    );
+}
