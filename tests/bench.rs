@@ -141,5 +141,25 @@ fn bench_prepare_alternates_rounds_and_reports_medians() {
         }
         assert!(rounds[0]["bare_threads_cpu_s"].as_f64().unwrap() > 0.0);
         assert!(out.contains("CPU by thread"), "{out}");
+        // A single thread's ceiling is the text over its median CPU time.
+        let text_mb = json["text_bytes"].as_f64().unwrap() / 1e6;
+        for (stage, ceiling) in [
+            ("read_cpu_ns", "reader_mb_per_s"),
+            ("pack_cpu_ns", "packer_mb_per_s"),
+            ("encode_cpu_ns", "tokenizer_thread_mb_per_s"),
+        ] {
+            let mut cpu: Vec<f64> = rounds
+                .iter()
+                .map(|r| r["timings"][stage].as_f64().unwrap() / 1e9)
+                .collect();
+            cpu.sort_by(f64::total_cmp);
+            let got = json["ceilings"][ceiling].as_f64().unwrap();
+            let want = text_mb / cpu[1];
+            assert!(
+                (got - want).abs() <= 1e-9 * want,
+                "{ceiling}: {got} vs {want}"
+            );
+        }
+        assert!(out.contains("one job's ceilings"), "{out}");
     }
 }

@@ -238,6 +238,7 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     let cpu = |f: &dyn Fn(&Timings) -> u64| median(&sorted(&|r| f(&r.timings) as f64 / 1e9));
     let encode_cpu = cpu(&|t| t.encode_cpu_ns);
     let bare_threads = median(&sorted(&|r| r.bare_threads_cpu_s));
+    let mut ceilings = serde_json::Value::Null;
     if encode_cpu > 0.0 {
         let (read_cpu, pack_cpu) = (cpu(&|t| t.read_cpu_ns), cpu(&|t| t.pack_cpu_ns));
         println!(
@@ -249,13 +250,25 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
             pack_cpu * 1e3,
             (median(&prepare_cpu) - encode_cpu - read_cpu - pack_cpu) * 1e3
         );
+        // One job has one reader and one packer: text per second of each one's CPU is
+        // the most it can pass, however many tokenizer threads there are.
+        let (reader, packer) = (mb(read_cpu), mb(pack_cpu));
+        let per_thread = mb(encode_cpu);
+        println!(
+            "  one job's ceilings (text per CPU second): reader {reader:.0} MB/s, packer {packer:.0} MB/s, a tokenizer thread {per_thread:.0} MB/s: tokenization outpaces the slower of reader and packer from about {:.0} tokenizer threads (run --part K/N side by side beyond that)",
+            reader.min(packer) / per_thread
+        );
+        ceilings = serde_json::json!({
+            "reader_mb_per_s": reader, "packer_mb_per_s": packer,
+            "tokenizer_thread_mb_per_s": per_thread,
+        });
     }
     let json = serde_json::json!({
         "bench": "prepare", "documents": texts.len(), "text_bytes": text_bytes, "threads": threads,
         "seq_len": args.seq_len, "bare_s": bare_s, "prepare_s": prepare_s,
         "bare_mb_per_s": mb(bare_s), "prepare_mb_per_s": mb(prepare_s),
         "ratio": bare_s / prepare_s, "bare_cpu_s": median(&bare_cpu),
-        "prepare_cpu_s": median(&prepare_cpu), "rounds": rounds,
+        "prepare_cpu_s": median(&prepare_cpu), "ceilings": ceilings, "rounds": rounds,
     });
     println!("{json}");
     Ok(())
