@@ -527,7 +527,6 @@ impl Job<'_> {
         let queued = threads * QUEUED_CHUNKS_PER_WORKER;
         let (work_tx, work_rx) = bounded::<Chunk<Vec<Item>>>(queued);
         let (done_tx, done_rx) = bounded::<Result<Chunk<Tokenized>>>(queued);
-
         let this = &*self;
         let (read, packed) = std::thread::scope(|scope| {
             let opened = opening.map(|opening| {
