@@ -136,7 +136,12 @@ fn bench_prepare_alternates_rounds_and_reports_medians() {
     if cfg!(target_os = "linux") {
         // CPU by thread: the tokenizer threads, the reader and the packer each did work.
         let t = &rounds[0]["timings"];
-        for stage in ["encode_cpu_ns", "read_cpu_ns", "pack_cpu_ns"] {
+        for stage in [
+            "encode_cpu_ns",
+            "read_cpu_ns",
+            "pack_cpu_ns",
+            "digest_cpu_ns",
+        ] {
             assert!(t[stage].as_u64().unwrap() > 0, "{stage}: {t}");
         }
         assert!(rounds[0]["bare_threads_cpu_s"].as_f64().unwrap() > 0.0);
@@ -146,6 +151,7 @@ fn bench_prepare_alternates_rounds_and_reports_medians() {
         for (stage, ceiling) in [
             ("read_cpu_ns", "reader_mb_per_s"),
             ("pack_cpu_ns", "packer_mb_per_s"),
+            ("digest_cpu_ns", "digest_mb_per_s"),
             ("encode_cpu_ns", "tokenizer_thread_mb_per_s"),
         ] {
             let mut cpu: Vec<f64> = rounds

@@ -163,10 +163,11 @@ fn print_summary(args: &PrepareArgs, report: &PrepareReport) {
         );
         if tm.encode_cpu_ns > 0 {
             println!(
-                "CPU (ms): tokenizer threads {:.0}, reader {:.0}, packer {:.0}",
+                "CPU (ms): tokenizer threads {:.0}, reader {:.0}, packer {:.0}, hashing shards {:.0}",
                 ms(tm.encode_cpu_ns),
                 ms(tm.read_cpu_ns),
-                ms(tm.pack_cpu_ns)
+                ms(tm.pack_cpu_ns),
+                ms(tm.digest_cpu_ns)
             );
             if let Some((thread, busy)) = tm.bound_by_one_thread() {
                 println!(

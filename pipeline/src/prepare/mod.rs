@@ -181,22 +181,29 @@ pub struct Timings {
     pub read_cpu_ns: u64,
     /// CPU time of the calling thread: reordering, accounting, packing, writing.
     pub pack_cpu_ns: u64,
+    /// CPU time of the threads hashing the shards (one per shard, one after another).
+    pub digest_cpu_ns: u64,
 }
 
 impl Timings {
-    /// The single-threaded stage (`"reader"` or `"packer"`) that was on the CPU for at
-    /// least [`BOUND_FRACTION`] of a run of a second or more, and that fraction: such a
-    /// run was bound by that thread, not by tokenization, and more `--threads` would not
-    /// have sped it up (parts side by side would: each has its own reader and packer).
+    /// The single-threaded stage (`"reader"`, `"packer"`, or `"digest"`: the shards are
+    /// hashed one after another) that was on the CPU for at least [`BOUND_FRACTION`] of a
+    /// run of a second or more, and that fraction: such a run was bound by that thread,
+    /// not by tokenization, and more `--threads` would not have sped it up (parts side by
+    /// side would: each has its own).
     pub fn bound_by_one_thread(&self) -> Option<(&'static str, f64)> {
         if self.wall_ns < 1_000_000_000 {
             return None;
         }
-        [("reader", self.read_cpu_ns), ("packer", self.pack_cpu_ns)]
-            .into_iter()
-            .map(|(stage, cpu)| (stage, cpu as f64 / self.wall_ns as f64))
-            .filter(|&(_, busy)| busy >= BOUND_FRACTION)
-            .max_by(|a, b| a.1.total_cmp(&b.1))
+        [
+            ("reader", self.read_cpu_ns),
+            ("packer", self.pack_cpu_ns),
+            ("digest", self.digest_cpu_ns),
+        ]
+        .into_iter()
+        .map(|(stage, cpu)| (stage, cpu as f64 / self.wall_ns as f64))
+        .filter(|&(_, busy)| busy >= BOUND_FRACTION)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 }
 
@@ -781,6 +788,7 @@ impl Job<'_> {
         if let Some(shard) = writer.finish()? {
             manifest.shards.push(shard);
         }
+        timings.digest_cpu_ns = writer.digest_cpu_ns();
         if let Some(seen) = &mut seen {
             seen.sync()?;
         }

@@ -1,5 +1,6 @@
 //! Writing shards: examples in, complete renamed shard files and their records out.
 
+use super::digest::BackgroundDigest;
 use super::sync::BackgroundSync;
 use super::{schema, shard_file_name};
 use crate::{Error, Result};
@@ -10,23 +11,27 @@ use arrow::error::ArrowError;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::record_batch::RecordBatch;
 use cocolm_shared::ShardRecord;
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Hashes and counts every byte written through it.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
+/// Counts every byte written through it.
+struct CountingWriter {
+    inner: BufWriter<File>,
     written: u64,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl CountingWriter {
+    /// Bytes that have reached the file (the rest is still in the buffer).
+    fn in_file(&self) -> u64 {
+        self.written - self.inner.buffer().len() as u64
+    }
+}
+
+impl Write for CountingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
         self.written += n as u64;
         Ok(n)
     }
@@ -42,8 +47,9 @@ const WRITE_BUFFER: usize = 64 << 10;
 struct OpenShard {
     index: usize,
     tmp: PathBuf,
-    writer: StreamWriter<HashingWriter<BufWriter<File>>>,
+    writer: StreamWriter<CountingWriter>,
     sync: Option<BackgroundSync>,
+    digest: BackgroundDigest,
     rows: u64,
     tokens: u64,
     batch_offsets: Vec<u64>,
@@ -54,7 +60,8 @@ struct OpenShard {
 /// `rows_per_batch` rows. Each shard is written to `*.arrow.tmp` and renamed when
 /// complete; [`ShardWriter::push`] returns its [`ShardRecord`] at that moment. A writer
 /// dropped with a shard open (an error, a stop) removes its temporary file, so a full
-/// disk gets the space back.
+/// disk gets the space back. Each shard's SHA-256 is computed on a thread of its own
+/// ([`super::digest`]).
 pub struct ShardWriter {
     dir: PathBuf,
     rows_per_shard: u64,
@@ -64,6 +71,7 @@ pub struct ShardWriter {
     values: Vec<u32>,
     offsets: Vec<i32>,
     documents: Vec<u64>,
+    digest_cpu_ns: u64,
 }
 
 impl ShardWriter {
@@ -78,6 +86,7 @@ impl ShardWriter {
             open: None,
             values: Vec::new(),
             offsets: vec![0],
+            digest_cpu_ns: 0,
             documents: Vec::new(),
         }
     }
@@ -99,8 +108,14 @@ impl ShardWriter {
         Ok(None)
     }
 
+    /// CPU time the shards' hashing threads have used so far (nanoseconds; 0 where the
+    /// platform does not tell, see [`crate::cpu::thread_ns`]).
+    pub fn digest_cpu_ns(&self) -> u64 {
+        self.digest_cpu_ns
+    }
+
     /// Write what is pending and close the last shard; `None` if it would be empty.
-    pub fn finish(mut self) -> Result<Option<ShardRecord>> {
+    pub fn finish(&mut self) -> Result<Option<ShardRecord>> {
         if !self.documents.is_empty() {
             self.flush_batch()?;
         }
@@ -116,12 +131,12 @@ impl ShardWriter {
         let tmp = self.dir.join(format!("{}.tmp", shard_file_name(index)));
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let sync = BackgroundSync::start(&file);
-        let sink = HashingWriter {
+        let digest = BackgroundDigest::start(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let sink = CountingWriter {
             // Small: it gathers the IPC messages' headers and padding, while a column's
             // values (larger than this) go to the file without a copy (`BufWriter`
             // writes a slice larger than its buffer directly).
             inner: BufWriter::with_capacity(WRITE_BUFFER, file),
-            hasher: Sha256::new(),
             written: 0,
         };
         let options = IpcWriteOptions::default();
@@ -132,6 +147,7 @@ impl ShardWriter {
             tmp,
             writer,
             sync,
+            digest,
             rows: 0,
             tokens: 0,
             batch_offsets: Vec::new(),
@@ -164,8 +180,10 @@ impl ShardWriter {
         self.offsets = reclaim(offsets);
         self.offsets.push(0);
         self.documents = reclaim(documents);
+        let in_file = shard.writer.get_ref().in_file();
+        shard.digest.written(in_file);
         if let Some(sync) = &mut shard.sync {
-            sync.written(shard.writer.get_ref().written);
+            sync.written(in_file);
         }
         shard.batch_rows.push(rows);
         shard.rows += rows;
@@ -193,14 +211,15 @@ impl ShardWriter {
             .writer
             .into_inner()
             .map_err(|e| Error::format(&shard.tmp, e))?;
-        let HashingWriter {
-            inner,
-            hasher,
-            written,
-        } = sink;
+        let CountingWriter { inner, written } = sink;
         let file = inner
             .into_inner()
             .map_err(|e| Error::io(&shard.tmp, e.into_error()))?;
+        let digest = shard
+            .digest
+            .finish(written)
+            .map_err(|e| Error::io(&shard.tmp, e))?;
+        self.digest_cpu_ns += digest.cpu_ns;
         if let Some(sync) = shard.sync.take() {
             sync.finish().map_err(|e| Error::io(&shard.tmp, e))?;
         }
@@ -216,7 +235,7 @@ impl ShardWriter {
             rows: shard.rows,
             tokens: shard.tokens,
             bytes: written,
-            sha256: format!("{:x}", hasher.finalize()),
+            sha256: digest.sha256,
             batch_offsets: shard.batch_offsets,
             batch_rows: shard.batch_rows,
             document_offset: 0,
@@ -251,6 +270,7 @@ impl Drop for ShardWriter {
     fn drop(&mut self) {
         if let Some(shard) = self.open.take() {
             drop(shard.writer);
+            drop(shard.digest);
             // Best effort: a leftover is also removed by the next run (`prepare::output`).
             let _ = std::fs::remove_file(&shard.tmp);
         }

@@ -241,25 +241,28 @@ pub fn prepare(args: &BenchPrepareArgs) -> Result<()> {
     let mut ceilings = serde_json::Value::Null;
     if encode_cpu > 0.0 {
         let (read_cpu, pack_cpu) = (cpu(&|t| t.read_cpu_ns), cpu(&|t| t.pack_cpu_ns));
+        let digest_cpu = cpu(&|t| t.digest_cpu_ns);
         println!(
-            "  CPU by thread (median, ms): tokenizer threads {:.0} (the bare encoding's {:.0}: {:+.1}%), reader {:.0}, packer {:.0}, the rest (opening, syncing, starting) {:.0}",
+            "  CPU by thread (median, ms): tokenizer threads {:.0} (the bare encoding's {:.0}: {:+.1}%), reader {:.0}, packer {:.0}, hashing {:.0}, the rest (opening, syncing, starting) {:.0}",
             encode_cpu * 1e3,
             bare_threads * 1e3,
             100.0 * (encode_cpu / bare_threads - 1.0),
             read_cpu * 1e3,
             pack_cpu * 1e3,
-            (median(&prepare_cpu) - encode_cpu - read_cpu - pack_cpu) * 1e3
+            digest_cpu * 1e3,
+            (median(&prepare_cpu) - encode_cpu - read_cpu - pack_cpu - digest_cpu) * 1e3
         );
-        // One job has one reader and one packer: text per second of each one's CPU is
-        // the most it can pass, however many tokenizer threads there are.
-        let (reader, packer) = (mb(read_cpu), mb(pack_cpu));
+        // One job has one reader, one packer and one shard hashed at a time: text per
+        // second of each one's CPU is the most it can pass, however many tokenizer
+        // threads there are.
+        let (reader, packer, digest) = (mb(read_cpu), mb(pack_cpu), mb(digest_cpu));
         let per_thread = mb(encode_cpu);
         println!(
-            "  one job's ceilings (text per CPU second): reader {reader:.0} MB/s, packer {packer:.0} MB/s, a tokenizer thread {per_thread:.0} MB/s: tokenization outpaces the slower of reader and packer from about {:.0} tokenizer threads (run --part K/N side by side beyond that)",
-            reader.min(packer) / per_thread
+            "  one job's ceilings (text per CPU second): reader {reader:.0} MB/s, packer {packer:.0} MB/s, hashing {digest:.0} MB/s, a tokenizer thread {per_thread:.0} MB/s: tokenization outpaces the slowest single thread from about {:.0} tokenizer threads (run --part K/N side by side beyond that)",
+            reader.min(packer).min(digest) / per_thread
         );
         ceilings = serde_json::json!({
-            "reader_mb_per_s": reader, "packer_mb_per_s": packer,
+            "reader_mb_per_s": reader, "packer_mb_per_s": packer, "digest_mb_per_s": digest,
             "tokenizer_thread_mb_per_s": per_thread,
         });
     }
