@@ -6,20 +6,18 @@
 //! [`BackgroundDigest`] reads back what the packer has written (from the page cache,
 //! through a descriptor of its own) and hashes it while the packer goes on.
 
+use super::background::Background;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::mpsc::{SyncSender, sync_channel};
-use std::thread::JoinHandle;
 
 /// Bytes read back at a time.
 const READ_BLOCK: usize = 1 << 20;
 
 /// A thread hashing one file as it grows; see the module docs.
 pub(super) struct BackgroundDigest {
-    requests: Option<SyncSender<u64>>,
-    thread: Option<JoinHandle<io::Result<Hashed>>>,
+    thread: Background<u64, Hashed>,
 }
 
 /// What the thread hashed: the state, how many bytes, and its own CPU time.
@@ -42,58 +40,40 @@ impl BackgroundDigest {
     pub(super) fn start(path: &Path) -> io::Result<Self> {
         let mut file = File::open(path)?;
         // A few lengths in flight; a later one covers an earlier one that did not fit.
-        let (requests, queue) = sync_channel::<u64>(4);
-        let thread = std::thread::Builder::new()
-            .name("cocolm-digest".into())
-            .spawn(move || {
-                let start = crate::cpu::thread_ns();
-                let mut hasher = Sha256::new();
-                let mut bytes = 0u64;
-                let mut block = vec![0u8; READ_BLOCK];
-                for upto in queue {
-                    while bytes < upto {
-                        let n = (upto - bytes).min(READ_BLOCK as u64) as usize;
-                        file.read_exact(&mut block[..n])?;
-                        hasher.update(&block[..n]);
-                        bytes += n as u64;
-                    }
+        let thread = Background::start("cocolm-digest", 4, move |queue| {
+            let start = crate::cpu::thread_ns();
+            let mut hasher = Sha256::new();
+            let mut bytes = 0u64;
+            let mut block = vec![0u8; READ_BLOCK];
+            for upto in queue {
+                while bytes < upto {
+                    let n = (upto - bytes).min(READ_BLOCK as u64) as usize;
+                    file.read_exact(&mut block[..n])?;
+                    hasher.update(&block[..n]);
+                    bytes += n as u64;
                 }
-                let cpu_ns = match (start, crate::cpu::thread_ns()) {
-                    (Some(start), Some(end)) => end.saturating_sub(start),
-                    _ => 0,
-                };
-                Ok(Hashed {
-                    hasher,
-                    bytes,
-                    cpu_ns,
-                })
-            })?;
-        Ok(BackgroundDigest {
-            requests: Some(requests),
-            thread: Some(thread),
-        })
+            }
+            let cpu_ns = match (start, crate::cpu::thread_ns()) {
+                (Some(start), Some(end)) => end.saturating_sub(start),
+                _ => 0,
+            };
+            Ok(Hashed {
+                hasher,
+                bytes,
+                cpu_ns,
+            })
+        })?;
+        Ok(BackgroundDigest { thread })
     }
 
     /// The file holds at least `len` bytes: hash up to there, in the background.
     pub(super) fn written(&mut self, len: u64) {
-        if let Some(requests) = &self.requests {
-            // A full queue: the next request, or `finish`, covers these bytes; a thread
-            // that stopped on an error reports it from `finish`.
-            let _ = requests.try_send(len);
-        }
+        self.thread.request(len);
     }
 
     /// The SHA-256 of the whole file, which holds `len` bytes and no more.
-    pub(super) fn finish(mut self, len: u64) -> io::Result<FileDigest> {
-        if let Some(requests) = self.requests.take() {
-            // Fails only if the thread has stopped, on an error `join` returns.
-            let _ = requests.send(len);
-        }
-        let hashed = match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(hashed)) => hashed?,
-            Some(Err(_)) => return Err(io::Error::other("the digest thread panicked")),
-            None => unreachable!("finish consumes the digest"),
-        };
+    pub(super) fn finish(self, len: u64) -> io::Result<FileDigest> {
+        let hashed = self.thread.finish(Some(len))?;
         if hashed.bytes != len {
             return Err(io::Error::other(format!(
                 "hashed {} bytes of a {len}-byte file",
@@ -104,16 +84,6 @@ impl BackgroundDigest {
             sha256: format!("{:x}", hashed.hasher.finalize()),
             cpu_ns: hashed.cpu_ns,
         })
-    }
-}
-
-impl Drop for BackgroundDigest {
-    /// A shard abandoned (an error, a stop): the thread ends after what it was asked.
-    fn drop(&mut self) {
-        self.requests = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

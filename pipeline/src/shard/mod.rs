@@ -19,6 +19,7 @@
 //! Integrity: the manifest holds every shard's size and SHA-256; a shard is written as
 //! `*.arrow.tmp`, fsynced, and renamed, so a listed shard is always complete.
 
+mod background;
 mod digest;
 pub mod reader;
 mod sync;

@@ -15,18 +15,16 @@
 //! [`BackgroundSync::finish`]: both descriptors share one open file, and the kernel
 //! reports a writeback error once per open file, so the commit's fsync might not see it.
 
+use super::background::Background;
 use std::fs::File;
 use std::io;
-use std::sync::mpsc::{SyncSender, sync_channel};
-use std::thread::JoinHandle;
 
 /// Bytes written between two background syncs.
 pub(super) const SYNC_EVERY: u64 = 8 << 20;
 
 /// A thread syncing one file's data on request; see the module docs.
 pub(super) struct BackgroundSync {
-    requests: Option<SyncSender<()>>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    thread: Background<(), ()>,
     requested_at: u64,
 }
 
@@ -37,19 +35,15 @@ impl BackgroundSync {
         let file = file.try_clone().ok()?;
         // One slot: a request waiting in it is served after the sync in progress and
         // then covers everything written before it starts, so a full slot is enough.
-        let (requests, queue) = sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("cocolm-sync".into())
-            .spawn(move || {
-                for () in queue {
-                    file.sync_data()?;
-                }
-                Ok(())
-            })
-            .ok()?;
+        let thread = Background::start("cocolm-sync", 1, move |queue| {
+            for () in queue {
+                file.sync_data()?;
+            }
+            Ok(())
+        })
+        .ok()?;
         Some(BackgroundSync {
-            requests: Some(requests),
-            thread: Some(thread),
+            thread,
             requested_at: 0,
         })
     }
@@ -61,32 +55,13 @@ impl BackgroundSync {
             return;
         }
         self.requested_at = written;
-        if let Some(requests) = &self.requests {
-            // A full slot already covers these bytes; a thread that stopped on an error
-            // reports it from `finish`.
-            let _ = requests.try_send(());
-        }
+        // A full slot already covers these bytes.
+        self.thread.request(());
     }
 
     /// Stop the thread once it has served what was asked; the first error of its syncs.
-    pub(super) fn finish(mut self) -> io::Result<()> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> io::Result<()> {
-        self.requests = None;
-        match self.thread.take().map(JoinHandle::join) {
-            None => Ok(()),
-            Some(Ok(synced)) => synced,
-            Some(Err(_)) => Err(io::Error::other("the background sync thread panicked")),
-        }
-    }
-}
-
-impl Drop for BackgroundSync {
-    /// A shard abandoned (an error, a stop): the thread ends after its current sync.
-    fn drop(&mut self) {
-        let _ = self.stop();
+    pub(super) fn finish(self) -> io::Result<()> {
+        self.thread.finish(None)
     }
 }
 
