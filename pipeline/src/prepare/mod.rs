@@ -169,7 +169,8 @@ pub struct Timings {
     pub encode_ns: u64,
     /// Reordering, accounting and packing (writing excluded).
     pub pack_ns: u64,
-    /// Building record batches, writing, hashing and syncing shards and manifests.
+    /// Building record batches, writing and syncing shards (and waiting for their
+    /// hashes) and manifests.
     pub write_ns: u64,
     /// Time the packing thread waited for tokenized chunks.
     pub wait_ns: u64,

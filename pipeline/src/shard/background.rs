@@ -44,11 +44,7 @@ impl<T: Send + 'static, R: Send + 'static> Background<T, R> {
             // Fails only if the thread has stopped, on an error the join returns.
             let _ = requests.send(last);
         }
-        self.stop()
-    }
-
-    fn stop(&mut self) -> io::Result<R> {
-        self.requests = None;
+        // The queue is closed now (the sender was taken above): the thread ends.
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(io::Error::other(

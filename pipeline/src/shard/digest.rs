@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 
 /// Bytes read back at a time.
 const READ_BLOCK: usize = 1 << 20;
@@ -41,26 +42,25 @@ impl BackgroundDigest {
         let mut file = File::open(path)?;
         // A few lengths in flight; a later one covers an earlier one that did not fit.
         let thread = Background::start("cocolm-digest", 4, move |queue| {
-            let start = crate::cpu::thread_ns();
-            let mut hasher = Sha256::new();
-            let mut bytes = 0u64;
-            let mut block = vec![0u8; READ_BLOCK];
-            for upto in queue {
-                while bytes < upto {
-                    let n = (upto - bytes).min(READ_BLOCK as u64) as usize;
-                    file.read_exact(&mut block[..n])?;
-                    hasher.update(&block[..n]);
-                    bytes += n as u64;
+            let cpu_ns = AtomicU64::new(0);
+            let (hasher, bytes) = crate::cpu::charge(&cpu_ns, || {
+                let mut hasher = Sha256::new();
+                let mut bytes = 0u64;
+                let mut block = vec![0u8; READ_BLOCK];
+                for upto in queue {
+                    while bytes < upto {
+                        let n = (upto - bytes).min(READ_BLOCK as u64) as usize;
+                        file.read_exact(&mut block[..n])?;
+                        hasher.update(&block[..n]);
+                        bytes += n as u64;
+                    }
                 }
-            }
-            let cpu_ns = match (start, crate::cpu::thread_ns()) {
-                (Some(start), Some(end)) => end.saturating_sub(start),
-                _ => 0,
-            };
+                io::Result::Ok((hasher, bytes))
+            })?;
             Ok(Hashed {
                 hasher,
                 bytes,
-                cpu_ns,
+                cpu_ns: cpu_ns.into_inner(),
             })
         })?;
         Ok(BackgroundDigest { thread })

@@ -86,8 +86,8 @@ impl ShardWriter {
             open: None,
             values: Vec::new(),
             offsets: vec![0],
-            digest_cpu_ns: 0,
             documents: Vec::new(),
+            digest_cpu_ns: 0,
         }
     }
 
